@@ -1,0 +1,20 @@
+"""fdconv-mm: FDConv (Frequency Dynamic Convolution, CVPR 2025) for OpenMMLab.
+
+``from fdconv_mm import FDConv`` needs only torch. When mmengine is importable, importing
+the package also registers FDConv for ``conv_cfg=dict(type='FDConv', ...)``.
+"""
+
+from .layers import FDConv
+from .version import __version__
+
+try:
+    import mmengine  # noqa: F401
+except ModuleNotFoundError as error:
+    if error.name != 'mmengine':
+        raise
+else:
+    from .registry import register_all
+
+    register_all()
+
+__all__ = ['FDConv', '__version__']

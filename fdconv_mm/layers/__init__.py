@@ -1,0 +1,25 @@
+"""Pure-PyTorch FDConv layers: they import nothing but torch."""
+
+from .fbm import FrequencyBandModulation
+from .fdconv import FDConv
+from .frequency import (
+    band_masks,
+    frequency_group_index,
+    kernel_to_spectrum,
+    lowpass_masks,
+    spectrum_to_kernel,
+)
+from .ksm import KernelSpatialModulationGlobal, KernelSpatialModulationLocal, StarReLU
+
+__all__ = [
+    'FDConv',
+    'FrequencyBandModulation',
+    'KernelSpatialModulationGlobal',
+    'KernelSpatialModulationLocal',
+    'StarReLU',
+    'band_masks',
+    'frequency_group_index',
+    'kernel_to_spectrum',
+    'lowpass_masks',
+    'spectrum_to_kernel',
+]

@@ -1,0 +1,458 @@
+"""FDConv: Frequency Dynamic Convolution, a drop-in replacement for ``nn.Conv2d``.
+
+Chen et al., "Frequency Dynamic Convolution for Dense Image Prediction", CVPR 2025.
+The weight lives in the Fourier domain, split into ``K`` disjoint frequency groups; a
+per-sample attention mixes the groups into a per-sample kernel (FDW), which is modulated
+element-wise (KSM), and the input's frequency bands are re-weighted before the
+convolution (FBM). Every formula, option and parameter name is fixed by SPEC-fdconv.md.
+The attribute names ``dft_weight``, ``KSM_Global``, ``KSM_Local`` and ``FBM`` are the
+original's, so that its checkpoints load.
+"""
+
+import math
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .fbm import FBM_ACTS, FrequencyBandModulation
+from .frequency import (
+    FREQUENCY_ORDERS,
+    frequency_group_index,
+    kernel_to_spectrum,
+    spectrum_to_kernel,
+)
+from .ksm import ATTENTION_ACTS, KernelSpatialModulationGlobal, KernelSpatialModulationLocal
+
+IntOrPair = Union[int, Tuple[int, int]]
+
+FBM_DEFAULTS: Dict[str, Any] = dict(
+    k_list=(2, 4, 8),
+    lowfreq_att=False,
+    act='sigmoid',
+    spatial_kernel=3,
+    spatial_group=1,
+    init='zero',
+)
+# Keys of the original configs that select behaviour it never implemented otherwise.
+FBM_IGNORED_KEYS = ('fs_feat', 'spatial', 'global_selection', 'max_size')
+DEFAULT_KERNEL_NUM = 4
+
+
+class _Unset:
+    """Marks an option the caller did not give (``kernel_num`` has an alias)."""
+
+    def __repr__(self) -> str:
+        return 'unset'
+
+
+UNSET: Any = _Unset()
+
+
+def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+    if value not in allowed:
+        raise ValueError(
+            f'FDConv option {name}={value!r} is not supported; '
+            f'allowed values: {", ".join(map(repr, allowed))}'
+        )
+
+
+def _check_positive(name: str, value: Any, kind: type = float) -> None:
+    valid_type = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, valid_type) or value <= 0:
+        raise ValueError(f'FDConv option {name}={value!r} must be a positive ' f'{kind.__name__}')
+
+
+def _check_int_tuple(name: str, value: Any) -> Tuple[int, ...]:
+    if (
+        isinstance(value, (str, bytes))
+        or not isinstance(value, Sequence)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise ValueError(
+            f'FDConv option {name}={value!r} must be a list or tuple ' 'of kernel sizes (ints)'
+        )
+    return tuple(value)
+
+
+def _resolve_kernel_num(kernel_num: Any, n_freq_groups: Any) -> Any:
+    """``n_freq_groups`` (the paper README's name) is another name of ``kernel_num``."""
+    if kernel_num is UNSET and n_freq_groups is UNSET:
+        return DEFAULT_KERNEL_NUM
+    if kernel_num is UNSET:
+        return n_freq_groups
+    if n_freq_groups is not UNSET and n_freq_groups != kernel_num:
+        raise ValueError(
+            f'FDConv got kernel_num={kernel_num!r} and n_freq_groups={n_freq_groups!r}: '
+            'they are two names of one option; give one of them'
+        )
+    return kernel_num
+
+
+def _resolve_fbm_cfg(fbm_cfg: Optional[Dict[str, Any]], in_channels: int) -> Dict[str, Any]:
+    """Validated FBM settings, defaults filled in and no-effect keys dropped."""
+    given = dict(fbm_cfg or {})
+    unknown = sorted(set(given) - set(FBM_DEFAULTS) - set(FBM_IGNORED_KEYS))
+    if unknown:
+        raise TypeError(
+            f'FDConv fbm_cfg got unknown key(s) {unknown}; known keys: '
+            f'{sorted(FBM_DEFAULTS) + sorted(FBM_IGNORED_KEYS)}'
+        )
+    cfg = {**FBM_DEFAULTS, **{k: v for k, v in given.items() if k in FBM_DEFAULTS}}
+    k_list = cfg['k_list']
+    if (
+        isinstance(k_list, (str, bytes))
+        or not isinstance(k_list, Sequence)
+        or not k_list
+        or not all(
+            isinstance(k, (int, float)) and not isinstance(k, bool) and k > 0 for k in k_list
+        )
+    ):
+        raise ValueError(
+            f'FDConv fbm_cfg k_list={k_list!r} must be a non-empty list ' 'of positive numbers'
+        )
+    _check_choice('fbm_cfg.act', cfg['act'], FBM_ACTS)
+    _check_choice('fbm_cfg.init', cfg['init'], ('zero',))
+    _check_choice('fbm_cfg.lowfreq_att', cfg['lowfreq_att'], (False, True))
+    kernel = cfg['spatial_kernel']
+    if isinstance(kernel, bool) or not isinstance(kernel, int) or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f'FDConv fbm_cfg spatial_kernel={kernel!r} must be a positive ' 'odd int')
+    group = cfg['spatial_group']
+    if isinstance(group, bool) or not isinstance(group, int) or group < 1 or in_channels % group:
+        raise ValueError(
+            f'FDConv fbm_cfg spatial_group={group!r} must be a positive '
+            f'int dividing in_channels={in_channels}'
+        )
+    return dict(cfg, k_list=tuple(k_list))
+
+
+class FDConv(nn.Conv2d):
+    """Frequency Dynamic Convolution, a drop-in replacement for ``nn.Conv2d``.
+
+    Chen et al., "Frequency Dynamic Convolution for Dense Image Prediction", CVPR 2025.
+    FDConv is active only if ``min(Cin, Cout) > use_fdconv_if_c_gt`` and the (square)
+    kernel size is in ``use_fdconv_if_k_in``; otherwise the layer is exactly
+    ``nn.Conv2d`` (parameters ``weight`` and ``bias``). Active layers need ``groups=1``.
+    The Fourier transforms run in float32 (float64 for float64 inputs) whatever the
+    input dtype; the kernel is cast to the input's dtype.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            padding_mode, device, dtype: As ``nn.Conv2d``.
+        kernel_num (int | None): ``K``, number of frequency groups; None means
+            ``Cout // 2`` with ``kernel_temp = sqrt(K * P)``. Defaults to 4.
+        n_freq_groups (int | None): Another name of ``kernel_num`` (the paper's README).
+        reduction (float): KSM hidden width ``max(int(Cin * reduction), 16)``.
+            Defaults to 0.0625.
+        use_fdconv_if_c_gt (int): Active only if ``min(Cin, Cout)`` exceeds it.
+            Defaults to 16.
+        use_fdconv_if_k_in (Sequence[int]): Active only for these kernel sizes.
+            Defaults to (1, 3).
+        use_fbm_if_k_in (Sequence[int]): FBM for these kernel sizes. Defaults to (3, ).
+        use_fbm_for_stride (bool): FBM also when ``stride > 1``. Defaults to False.
+        kernel_temp (float): Temperature of the group attention. Defaults to 1.0.
+        temp (float | None): Temperature of the channel, filter and spatial
+            attentions; None means ``kernel_temp``. Defaults to None.
+        att_multi (float): ``m``, scale of the sigmoid attentions. Defaults to 2.0.
+        param_ratio (int): ``P``, independent Fourier weight copies. Defaults to 1.
+        param_reduction (float): Only 1.0 is defined. Defaults to 1.0.
+        ksm_only_kernel_att (bool): Keep only the group attention. Defaults to False.
+        use_ksm_local (bool): Use the local KSM. Defaults to True.
+        ksm_local_act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
+        ksm_global_act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
+        convert_param (bool): Store ``dft_weight`` (True) or keep ``weight`` and
+            transform it at every forward (False). Defaults to True.
+        spatial_freq_decompose (bool): Only False is defined. Defaults to False.
+        linear_mode (bool): Only False is defined. Defaults to False.
+        fbm_cfg (dict | None): FBM settings, see :class:`FrequencyBandModulation`;
+            the original's ``fs_feat``, ``spatial``, ``global_selection`` and
+            ``max_size`` are accepted with no effect. Defaults to None (``FBM_DEFAULTS``).
+        frequency_order (str): How Fourier positions are ranked into groups:
+            'original' (float32 radius as the original code, stable sort; what its
+            checkpoints and the reference vectors use) or 'exact' (integer keys of
+            SPEC section 4). See :func:`frequency_radius_order`. Defaults to 'original'.
+        att_grid, use_fdconv_if_stride_in: Accepted with no effect, as in the original.
+
+    Example:
+        >>> import torch
+        >>> from fdconv_mm import FDConv
+        >>> conv = FDConv(64, 64, 3, padding=1, kernel_num=64)
+        >>> tuple(conv.dft_weight.shape)
+        (1, 192, 97, 2)
+        >>> tuple(conv(torch.rand(2, 64, 32, 32)).shape)
+        (2, 64, 32, 32)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrPair,
+        stride: IntOrPair = 1,
+        padding: Union[str, IntOrPair] = 0,
+        dilation: IntOrPair = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = 'zeros',
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        *,
+        kernel_num: Optional[int] = UNSET,
+        n_freq_groups: Optional[int] = UNSET,
+        reduction: float = 0.0625,
+        use_fdconv_if_c_gt: int = 16,
+        use_fdconv_if_k_in: Sequence[int] = (1, 3),
+        use_fbm_if_k_in: Sequence[int] = (3,),
+        use_fbm_for_stride: bool = False,
+        kernel_temp: float = 1.0,
+        temp: Optional[float] = None,
+        att_multi: float = 2.0,
+        param_ratio: int = 1,
+        param_reduction: float = 1.0,
+        ksm_only_kernel_att: bool = False,
+        use_ksm_local: bool = True,
+        ksm_local_act: str = 'sigmoid',
+        ksm_global_act: str = 'sigmoid',
+        convert_param: bool = True,
+        spatial_freq_decompose: bool = False,
+        linear_mode: bool = False,
+        fbm_cfg: Optional[Dict[str, Any]] = None,
+        frequency_order: str = 'original',
+        att_grid: Any = None,
+        use_fdconv_if_stride_in: Any = None,
+    ) -> None:
+        super().__init__(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            padding_mode,
+            device,
+            dtype,
+        )
+        kernel_num = _resolve_kernel_num(kernel_num, n_freq_groups)
+        if kernel_num is not None:
+            _check_positive('kernel_num', kernel_num, int)
+        _check_positive('reduction', reduction)
+        _check_positive('kernel_temp', kernel_temp)
+        if temp is not None:
+            _check_positive('temp', temp)
+        _check_positive('param_ratio', param_ratio, int)
+        if isinstance(use_fdconv_if_c_gt, bool) or not isinstance(use_fdconv_if_c_gt, int):
+            raise ValueError(
+                f'FDConv option use_fdconv_if_c_gt={use_fdconv_if_c_gt!r} ' 'must be an int'
+            )
+        if not isinstance(att_multi, (int, float)) or isinstance(att_multi, bool):
+            raise ValueError(f'FDConv option att_multi={att_multi!r} must be a number')
+        _check_choice('param_reduction', param_reduction, (1.0,))
+        _check_choice('spatial_freq_decompose', spatial_freq_decompose, (False,))
+        _check_choice('linear_mode', linear_mode, (False,))
+        _check_choice('frequency_order', frequency_order, FREQUENCY_ORDERS)
+        _check_choice('ksm_local_act', ksm_local_act, ATTENTION_ACTS)
+        _check_choice('ksm_global_act', ksm_global_act, ATTENTION_ACTS)
+        for name, flag in (
+            ('use_fbm_for_stride', use_fbm_for_stride),
+            ('ksm_only_kernel_att', ksm_only_kernel_att),
+            ('use_ksm_local', use_ksm_local),
+            ('convert_param', convert_param),
+        ):
+            _check_choice(name, flag, (False, True))
+        fdconv_kernel_sizes = _check_int_tuple('use_fdconv_if_k_in', use_fdconv_if_k_in)
+        fbm_kernel_sizes = _check_int_tuple('use_fbm_if_k_in', use_fbm_if_k_in)
+        fbm_cfg = _resolve_fbm_cfg(fbm_cfg, in_channels)
+
+        kernel_h, kernel_w = self.kernel_size
+        self.fdconv_active = (
+            kernel_h == kernel_w
+            and min(in_channels, out_channels) > use_fdconv_if_c_gt
+            and kernel_h in fdconv_kernel_sizes
+        )
+        if not self.fdconv_active:
+            return
+        if groups != 1:
+            raise ValueError(
+                f'FDConv supports groups=1 only, got groups={groups} for an active layer '
+                f'(in_channels={in_channels}, out_channels={out_channels}, kernel_size='
+                f'{kernel_h}); use a plain conv there, or raise use_fdconv_if_c_gt / '
+                'narrow use_fdconv_if_k_in so that FDConv stays inactive for it'
+            )
+        if kernel_num is None:
+            kernel_num = out_channels // 2
+            kernel_temp = math.sqrt(kernel_num * param_ratio)
+        self.kernel_num = kernel_num
+        self.param_ratio = param_ratio
+        self.convert_param = convert_param
+        self.use_fbm = kernel_h in fbm_kernel_sizes or (use_fbm_for_stride and max(self.stride) > 1)
+        self.alpha = min(in_channels, out_channels) // 2 * kernel_num * param_ratio
+
+        self.KSM_Global = KernelSpatialModulationGlobal(
+            in_channels,
+            out_channels,
+            kernel_h,
+            kernel_num * param_ratio,
+            reduction=reduction,
+            temperature=kernel_temp if temp is None else temp,
+            kernel_temperature=kernel_temp,
+            att_multi=att_multi,
+            act=ksm_global_act,
+            only_kernel_attention=ksm_only_kernel_att,
+        )
+        self.FBM = (
+            FrequencyBandModulation(
+                in_channels,
+                k_list=fbm_cfg['k_list'],
+                lowfreq_att=fbm_cfg['lowfreq_att'],
+                act=fbm_cfg['act'],
+                spatial_kernel=fbm_cfg['spatial_kernel'],
+                spatial_group=fbm_cfg['spatial_group'],
+            )
+            if self.use_fbm
+            else None
+        )
+        self.KSM_Local = (
+            KernelSpatialModulationLocal(
+                in_channels, out_channels, kernel_h, att_multi=att_multi, act=ksm_local_act
+            )
+            if use_ksm_local
+            else None
+        )
+        self.register_buffer(
+            'frequency_groups',
+            frequency_group_index(
+                out_channels * kernel_h, in_channels * kernel_h, kernel_num, frequency_order
+            ),
+            persistent=False,
+        )
+        if convert_param:
+            weight = self.weight.detach()
+            del self.weight
+            self.dft_weight = nn.Parameter(kernel_to_spectrum(weight, param_ratio).to(weight.dtype))
+
+    def init_weights(self) -> None:
+        """Re-apply the neutral init of the attention heads.
+
+        mmengine runs layer-type initializers (e.g. Kaiming on every ``Conv2d``) over the
+        whole model before calling this, and they would reach the heads' inner convs.
+        The (spectral) weight and bias keep what they hold.
+        """
+        for module in (
+            getattr(self, 'KSM_Global', None),
+            getattr(self, 'KSM_Local', None),
+            getattr(self, 'FBM', None),
+        ):
+            if module is not None:
+                module.reset_parameters()
+
+    def fourier_weight(self) -> Tensor:
+        """The Fourier weight: (P, Cout*k, Cin*k // 2 + 1, 2)."""
+        if self.convert_param:
+            return self.dft_weight
+        return kernel_to_spectrum(self.weight, self.param_ratio)
+
+    def dynamic_kernel(self, group_attention: Optional[Tensor]) -> Tensor:
+        """FDW: mix the frequency groups of each sample into its spatial kernel.
+
+        Args:
+            group_attention (Tensor | None): (B, K*P), or None for a single group.
+
+        Returns:
+            Tensor: (B, Cout, Cin, k, k) in float32 (float64 for a float64 weight); B is 1
+            when ``group_attention`` is None.
+        """
+        spectrum = self.fourier_weight()
+        fft_dtype = torch.promote_types(spectrum.dtype, torch.float32)
+        with torch.autocast(spectrum.device.type, enabled=False):
+            spectrum = spectrum.to(fft_dtype)
+            if group_attention is None:
+                mixed = self.alpha * spectrum.sum(0, keepdim=True)
+            else:
+                batch = group_attention.shape[0]
+                attention = group_attention.to(fft_dtype).view(
+                    batch, self.param_ratio, self.kernel_num
+                )[:, :, self.frequency_groups]
+                mixed = self.alpha * (attention.unsqueeze(-1) * spectrum).sum(1)
+            kernel_size = self.kernel_size[0]
+            return spectrum_to_kernel(
+                torch.view_as_complex(mixed.contiguous()),
+                self.out_channels,
+                self.in_channels,
+                kernel_size,
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, Cin, H, W) -> (B, Cout, H', W'), H' and W' as ``nn.Conv2d``."""
+        if not self.fdconv_active:
+            return super().forward(x)
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'FDConv expects input (B, {self.in_channels}, H, W), got ' f'{tuple(x.shape)}'
+            )
+        batch = x.shape[0]
+        pooled = x.mean(dim=(2, 3), keepdim=True)
+        channel_att, filter_att, spatial_att, group_att = self.KSM_Global(pooled)
+        kernel = self.dynamic_kernel(group_att)
+        k = self.kernel_size[0]
+        if spatial_att is not None:
+            kernel = kernel * spatial_att.view(batch, 1, 1, k, k)
+        if channel_att is not None:
+            kernel = kernel * channel_att.view(batch, 1, self.in_channels, 1, 1)
+        if filter_att is not None:
+            kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
+        if self.KSM_Local is not None:
+            kernel = kernel * self.KSM_Local(pooled)
+        kernel = kernel.expand(batch, -1, -1, -1, -1)
+
+        features = self.FBM(x) if self.FBM is not None else x
+        padding = self.padding
+        if self.padding_mode != 'zeros':
+            features = F.pad(
+                features, self._reversed_padding_repeated_twice, mode=self.padding_mode
+            )
+            padding = 0
+        height, width = features.shape[-2:]
+        out = F.conv2d(
+            features.reshape(1, batch * self.in_channels, height, width),
+            kernel.reshape(batch * self.out_channels, self.in_channels, k, k).to(features.dtype),
+            self.bias.repeat(batch) if self.bias is not None else None,
+            self.stride,
+            padding,
+            self.dilation,
+            groups=batch,
+        )
+        return out.view(batch, self.out_channels, *out.shape[-2:])
+
+    def _load_from_state_dict(
+        self, state_dict: Dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        """Convert a spatial ``weight`` to ``dft_weight`` on load (SPEC section 7).
+
+        ``nn.Module.load_state_dict`` works on its own copy of the dict, so the caller's
+        dict is left as it was.
+        """
+        weight_key, spectrum_key = prefix + 'weight', prefix + 'dft_weight'
+        if (
+            self.fdconv_active
+            and self.convert_param
+            and weight_key in state_dict
+            and spectrum_key not in state_dict
+        ):
+            weight = state_dict[weight_key]
+            expected = (self.out_channels, self.in_channels, *self.kernel_size)
+            if tuple(weight.shape) == expected:
+                del state_dict[weight_key]
+                state_dict[spectrum_key] = kernel_to_spectrum(weight, self.param_ratio)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        if self.fdconv_active:
+            text += (
+                f', kernel_num={self.kernel_num}, param_ratio={self.param_ratio}, '
+                f'fbm={self.FBM is not None}'
+            )
+        return text

@@ -1,0 +1,147 @@
+"""Shape-only frequency helpers of FDConv: weight groups, band masks, kernel <-> spectrum.
+
+Everything here depends on shapes alone and is computed on the CPU, once: the results are
+cached, and a layer looks them up instead of rebuilding them at every forward.
+See SPEC-fdconv.md sections 4, 6 and 7.
+"""
+
+from functools import lru_cache
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def signed_frequency_index(n: int) -> Tensor:
+    """Integer frequencies ``n * fftfreq(n)`` in FFT order: ``0, 1, ..., -1``.
+
+    Returns:
+        Tensor: (n,) int64.
+    """
+    index = torch.arange(n)
+    return torch.where(index < (n + 1) // 2, index, index - n)
+
+
+FREQUENCY_ORDERS = ('original', 'exact')
+
+
+def frequency_radius_order(rows: int, cols: int, order: str = 'original') -> Tensor:
+    """``rfft2`` positions of a ``rows x cols`` matrix sorted by radius, lowest first.
+
+    ``'original'``: the float32 radius ``torch.norm((fftfreq(rows), rfftfreq(cols)))`` as
+    the original code computes it (on the CPU, whatever the layer's device), sorted
+    stably. This is the order of the reference vectors and, up to ties that its unstable
+    sort permuted, of the released checkpoints.
+    ``'exact'``: the integer key ``(a * cols)^2 + (c * rows)^2`` of SPEC section 4
+    (``a = rows * fftfreq(rows)``, ``c = 0 .. cols // 2``), sorted stably: exact radii,
+    identical on every machine. The two differ where float32 rounding reorders near-ties
+    (0.2 % of the positions of a 64 -> 64 3x3 layer).
+
+    Returns:
+        Tensor: (rows * (cols // 2 + 1), ) int64, flat row-major positions.
+    """
+    if order == 'exact':
+        row_freq = signed_frequency_index(rows)
+        col_freq = torch.arange(cols // 2 + 1)
+        radius = (row_freq[:, None] * cols) ** 2 + (col_freq[None, :] * rows) ** 2
+    else:
+        grid = torch.meshgrid(
+            torch.fft.fftfreq(rows, dtype=torch.float32),
+            torch.fft.rfftfreq(cols, dtype=torch.float32),
+            indexing='ij',
+        )
+        radius = torch.norm(torch.stack(grid, dim=-1), dim=-1)
+    return torch.sort(radius.flatten(), stable=True).indices
+
+
+@lru_cache(maxsize=None)
+def frequency_group_index(rows: int, cols: int, num_groups: int, order: str = 'original') -> Tensor:
+    """Frequency group of every ``rfft2`` position of a ``rows x cols`` matrix.
+
+    The positions, ordered by :func:`frequency_radius_order`, are cut into
+    ``num_groups`` consecutive chunks sized as ``torch.tensor_split`` does: group 0 holds
+    the lowest frequencies. The cached tensor is shared: do not modify it.
+
+    Returns:
+        Tensor: (rows, cols // 2 + 1) int64 with values in ``[0, num_groups)``.
+    """
+    ranked = frequency_radius_order(rows, cols, order)
+    size, extra = divmod(ranked.numel(), num_groups)
+    chunk_sizes = torch.full((num_groups,), size)
+    chunk_sizes[:extra] += 1
+    group = torch.empty_like(ranked)
+    group[ranked] = torch.repeat_interleave(torch.arange(num_groups), chunk_sizes)
+    return group.view(rows, cols // 2 + 1)
+
+
+@lru_cache(maxsize=256)
+def lowpass_masks(height: int, width: int, k_list: Tuple[float, ...]) -> Tensor:
+    """FBM low-pass masks ``M_i`` on the ``rfft2`` grid of an ``height x width`` map.
+
+    ``M_i[u, v] = max(|fftfreq(H)[u]|, rfftfreq(W)[v]) < t_i`` with the exact frequencies
+    rounded to float32 and ``t_i = float32(0.5 / k_i + 1e-8)``, the original's threshold.
+
+    Returns:
+        Tensor: (len(k_list), H, W // 2 + 1) bool.
+    """
+    row_freq = (signed_frequency_index(height).abs().double() / height).float()
+    col_freq = (torch.arange(width // 2 + 1).double() / width).float()
+    radius = torch.maximum(row_freq[:, None], col_freq[None, :])
+    thresholds = torch.tensor([0.5 / k + 1e-8 for k in k_list], dtype=torch.float32)
+    return radius[None] < thresholds[:, None, None]
+
+
+@lru_cache(maxsize=256)
+def band_masks(
+    height: int, width: int, k_list: Tuple[float, ...], device: Optional[torch.device] = None
+) -> Tensor:
+    """Spectral masks of the FBM bands: ``high_1 ... high_n`` then ``low_n``.
+
+    ``high_i = low_{i-1} - low_i`` (``low_0 = x``) is linear in the spectrum, so each band
+    is one masked inverse FFT: mask ``M_{i-1} - M_i`` with ``M_0 = 1``, and ``M_n`` last.
+
+    Returns:
+        Tensor: (len(k_list) + 1, H, W // 2 + 1) float32 on ``device``.
+    """
+    lowpass = lowpass_masks(height, width, k_list).float()
+    passes = torch.cat([torch.ones_like(lowpass[:1]), lowpass])
+    return torch.cat([passes[:-1] - passes[1:], passes[-1:]]).to(device)
+
+
+def kernel_to_spectrum(weight: Tensor, param_ratio: int = 1) -> Tensor:
+    """Convert a spatial conv weight to FDConv's ``dft_weight`` (SPEC section 7).
+
+    The weight is laid out as the ``(Cout*k, Cin*k)`` matrix ``W.permute(0, 2, 1, 3)``,
+    transformed with ``rfft2`` in (at least) float32 and divided by ``min(Cin, Cout) // 2``.
+
+    Args:
+        weight (Tensor): (Cout, Cin, k, k).
+        param_ratio (int): Number of copies ``P``. Defaults to 1.
+
+    Returns:
+        Tensor: (P, Cout*k, Cin*k // 2 + 1, 2), real and imaginary parts.
+    """
+    out_channels, in_channels, kernel_h, kernel_w = weight.shape
+    matrix = weight.permute(0, 2, 1, 3).reshape(out_channels * kernel_h, in_channels * kernel_w)
+    fft_dtype = torch.promote_types(matrix.dtype, torch.float32)
+    spectrum = torch.view_as_real(torch.fft.rfft2(matrix.to(fft_dtype)))
+    spectrum = spectrum / (min(out_channels, in_channels) // 2)
+    return spectrum.unsqueeze(0).repeat(param_ratio, 1, 1, 1)
+
+
+def spectrum_to_kernel(
+    spectrum: Tensor, out_channels: int, in_channels: int, kernel_size: int
+) -> Tensor:
+    """Inverse of the layout of :func:`kernel_to_spectrum`, without its scaling.
+
+    Args:
+        spectrum (Tensor): complex, (B, Cout*k, Cin*k // 2 + 1).
+
+    Returns:
+        Tensor: real, (B, Cout, Cin, k, k).
+    """
+    rows, cols = out_channels * kernel_size, in_channels * kernel_size
+    matrix = torch.fft.irfft2(spectrum, s=(rows, cols))
+    return matrix.view(-1, out_channels, kernel_size, in_channels, kernel_size).permute(
+        0, 1, 3, 2, 4
+    )

@@ -1,0 +1,212 @@
+"""Kernel spatial modulation (KSM) of FDConv: per-sample attentions from channel means.
+
+The global branch predicts channel, filter, spatial and frequency-group attentions; the
+local branch predicts one attention per kernel element. Module and parameter names
+(``fc``, ``bn``, ``relu``, ``channel_fc``, ...) are the original's, so that its
+checkpoints load. See SPEC-fdconv.md sections 3 and 5.
+"""
+
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ATTENTION_ACTS = ('sigmoid', 'tanh')
+HEAD_INIT_STD = 1e-6
+
+
+def attention_activation(logits: Tensor, act: str, temperature: float, att_multi: float) -> Tensor:
+    """``sigmoid(z / T) * m`` or ``1 + tanh(z / T)``: 1 at ``z = 0`` for ``m = 2``."""
+    if act == 'tanh':
+        return 1 + torch.tanh(logits / temperature)
+    return torch.sigmoid(logits / temperature) * att_multi
+
+
+def local_kernel_size(in_channels: int) -> int:
+    """Odd Conv1d length of KSM local: ``round(log2(Cin) / 2 + 0.5) // 2 * 2 + 1``."""
+    return round(math.log2(in_channels) / 2 + 0.5) // 2 * 2 + 1
+
+
+class StarReLU(nn.Module):
+    """StarReLU, ``scale * relu(x) ** 2 + bias`` with learnable scalars (MetaFormer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(1))
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.scale)
+        nn.init.zeros_(self.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * F.relu(x) ** 2 + self.bias
+
+
+class KernelSpatialModulationGlobal(nn.Module):
+    """Global KSM: channel, filter, spatial and group attentions of each sample.
+
+    Hidden width ``A = max(int(Cin * reduction), 16)``; ``fc -> bn -> StarReLU`` then one
+    1x1 head per attention. A head that would be constant is not created and its
+    attention is returned as ``None`` (meaning 1).
+
+    Args:
+        in_channels (int): ``Cin``.
+        out_channels (int): ``Cout``.
+        kernel_size (int): ``k``; no spatial head when 1.
+        num_groups (int): ``K * P`` group attentions; no head when 1.
+        reduction (float): Hidden width ratio. Defaults to 0.0625.
+        temperature (float): ``T`` of the channel/filter/spatial heads. Defaults to 1.0.
+        kernel_temperature (float): ``Tk`` of the group head. Defaults to 1.0.
+        att_multi (float): ``m``, the sigmoid scale. Defaults to 2.0.
+        act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
+        only_kernel_attention (bool): Create only the group head. Defaults to False.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        num_groups: int,
+        reduction: float = 0.0625,
+        temperature: float = 1.0,
+        kernel_temperature: float = 1.0,
+        att_multi: float = 2.0,
+        act: str = 'sigmoid',
+        only_kernel_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        hidden = max(int(in_channels * reduction), 16)
+        self.kernel_size = kernel_size
+        self.num_groups = num_groups
+        self.temperature = temperature
+        self.kernel_temperature = kernel_temperature
+        self.att_multi = att_multi
+        self.act = act
+        self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.relu = StarReLU()
+        with_heads = not only_kernel_attention
+        self.channel_fc = nn.Conv2d(hidden, in_channels, 1) if with_heads else None
+        self.filter_fc = nn.Conv2d(hidden, out_channels, 1) if with_heads else None
+        self.spatial_fc = (
+            nn.Conv2d(hidden, kernel_size**2, 1) if with_heads and kernel_size > 1 else None
+        )
+        self.kernel_fc = nn.Conv2d(hidden, num_groups, 1) if num_groups > 1 else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Neutral init: every attention starts at 1 (group attention at ``1 / (K*P)``)."""
+        nn.init.kaiming_normal_(self.fc.weight, mode='fan_out', nonlinearity='relu')
+        self.bn.reset_parameters()
+        self.relu.reset_parameters()
+        for head in (self.channel_fc, self.filter_fc, self.spatial_fc, self.kernel_fc):
+            if head is not None:
+                nn.init.normal_(head.weight, std=HEAD_INIT_STD)
+                nn.init.zeros_(head.bias)
+
+    def _normalize(self, hidden: Tensor) -> Tensor:
+        """BatchNorm that also trains on a single sample, with the running statistics.
+
+        The statistics of one value per channel are undefined; a detector trained with one
+        image per GPU must still train, so a lone sample is normalized as in eval mode and
+        the running statistics are left untouched.
+        """
+        if self.training and hidden.shape[0] == 1 and isinstance(self.bn, nn.BatchNorm2d):
+            bn = self.bn
+            return F.batch_norm(
+                hidden, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
+            )
+        return self.bn(hidden)
+
+    def forward(
+        self, pooled: Tensor
+    ) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+        """Attentions of each sample from its channel means.
+
+        Args:
+            pooled (Tensor): (B, Cin, 1, 1).
+
+        Returns:
+            tuple: channel (B, Cin), filter (B, Cout), spatial (B, k, k) and group
+            (B, K*P) attentions, each ``None`` where it is constant.
+        """
+        hidden = self.relu(self._normalize(self.fc(pooled)))
+        batch = pooled.shape[0]
+
+        def head(fc: Optional[nn.Conv2d]) -> Optional[Tensor]:
+            if fc is None:
+                return None
+            return attention_activation(
+                fc(hidden).flatten(1), self.act, self.temperature, self.att_multi
+            )
+
+        spatial = head(self.spatial_fc)
+        if spatial is not None:
+            spatial = spatial.view(batch, self.kernel_size, self.kernel_size)
+        kernel = None
+        if self.kernel_fc is not None:
+            logits = self.kernel_fc(hidden).flatten(1) / self.kernel_temperature
+            if self.act == 'tanh':
+                kernel = (1 + torch.tanh(logits)) / self.num_groups
+            else:
+                kernel = torch.sigmoid(logits) * 2 / self.num_groups
+        return head(self.channel_fc), head(self.filter_fc), spatial, kernel
+
+
+class KernelSpatialModulationLocal(nn.Module):
+    """Local KSM: one attention per kernel element from a 1-D conv over channel means.
+
+    ``LayerNorm`` over the ``Cin`` channel means, then ``Conv1d(1 -> Cout*k*k)`` of odd
+    length ``e`` (:func:`local_kernel_size`) across the channels.
+
+    Args:
+        in_channels (int): ``Cin``.
+        out_channels (int): ``Cout``.
+        kernel_size (int): ``k``.
+        att_multi (float): ``m``, the sigmoid scale. Defaults to 2.0.
+        act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        att_multi: float = 2.0,
+        act: str = 'sigmoid',
+    ) -> None:
+        super().__init__()
+        length = local_kernel_size(in_channels)
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.att_multi = att_multi
+        self.act = act
+        self.conv = nn.Conv1d(
+            1, out_channels * kernel_size**2, length, padding=(length - 1) // 2, bias=False
+        )
+        self.norm = nn.LayerNorm(in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Neutral init: a constant ``1e-6`` weight gives attentions of about 1."""
+        nn.init.constant_(self.conv.weight, HEAD_INIT_STD)
+        self.norm.reset_parameters()
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        """Attention of every kernel element.
+
+        Args:
+            pooled (Tensor): (B, Cin, 1, 1).
+
+        Returns:
+            Tensor: (B, Cout, Cin, k, k).
+        """
+        batch, in_channels = pooled.shape[:2]
+        logits = self.conv(self.norm(pooled.view(batch, 1, in_channels)))
+        k = self.kernel_size
+        logits = logits.view(batch, self.out_channels, k, k, in_channels)
+        return attention_activation(logits.permute(0, 1, 4, 2, 3), self.act, 1.0, self.att_multi)

@@ -1,0 +1,49 @@
+"""The one place that touches the OpenMMLab registries.
+
+``import fdconv_mm`` calls :func:`register_all` when mmengine is importable, so that
+``conv_cfg=dict(type='FDConv', ...)`` resolves through ``mmcv.cnn.build_conv_layer``
+under any default scope (it falls back to mmengine's root ``MODELS``).
+"""
+
+from importlib import metadata
+from typing import Dict, Tuple
+
+from .layers import FDConv
+
+# package -> (lowest supported, first unsupported, what to install)
+SUPPORTED_VERSIONS: Dict[str, Tuple[str, str, str]] = {
+    'mmengine': ('0.10.0', '1.0.0', 'mmengine==0.10.7'),
+    'mmcv': ('2.0.0', '2.2.0', 'mmcv==2.1.0 built with its ops (see the README)'),
+    'mmdet': ('3.0.0', '3.4.0', 'mmdet==3.3.0'),
+    'mmsegmentation': ('1.0.0', '1.3.0', 'mmsegmentation==1.2.2'),
+}
+
+
+def _version_tuple(version: str) -> Tuple[int, ...]:
+    parts = []
+    for part in version.split('+')[0].split('.')[:3]:
+        digits = ''.join(ch for ch in part if ch.isdigit()) or '0'
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_versions() -> None:
+    """Raise ``ImportError`` naming what to install if an installed mm* is unsupported."""
+    for package, (lowest, too_high, install) in SUPPORTED_VERSIONS.items():
+        try:
+            installed = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+        if not _version_tuple(lowest) <= _version_tuple(installed) < _version_tuple(too_high):
+            raise ImportError(
+                f'fdconv_mm supports {package}>={lowest},<{too_high}, found {installed}: '
+                f'install {install}'
+            )
+
+
+def register_all() -> None:
+    """Register FDConv in mmengine's root ``MODELS`` (where mmcv looks up conv layers)."""
+    check_versions()
+    from mmengine.registry import MODELS
+
+    MODELS.register_module('FDConv', module=FDConv)
