@@ -2,7 +2,9 @@
 
 ``import fdconv_mm`` calls :func:`register_all` when mmengine is importable, so that
 ``conv_cfg=dict(type='FDConv', ...)`` resolves through ``mmcv.cnn.build_conv_layer``
-under any default scope (it falls back to mmengine's root ``MODELS``).
+under any default scope (it falls back to mmengine's root ``MODELS``), and the backbones
+resolve under the 'mmdet' and 'mmseg' scopes. The names ``ResNet_FDConv`` are the original
+configs'.
 """
 
 from importlib import metadata
@@ -42,8 +44,26 @@ def check_versions() -> None:
 
 
 def register_all() -> None:
-    """Register FDConv in mmengine's root ``MODELS`` (where mmcv looks up conv layers)."""
+    """Register FDConv in mmengine's root ``MODELS`` and the backbones in mmdet's and mmseg's."""
     check_versions()
+    from mmdet.registry import MODELS as DET_MODELS
     from mmengine.registry import MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    from .models import backbones
 
     MODELS.register_module('FDConv', module=FDConv)
+    det_backbones = {
+        ('ResNetFDConv', 'ResNet_FDConv'): backbones.ResNetFDConv,
+        ('ResNetV1dFDConv', 'ResNetV1d_FDConv'): backbones.ResNetV1dFDConv,
+        ('SwinTransformerFDConv', 'SwinTransformer_FDConv'): backbones.SwinTransformerFDConv,
+    }
+    seg_backbones = {
+        ('ResNetFDConv', 'ResNet_FDConv'): backbones.SegResNetFDConv,
+        ('ResNetV1cFDConv', 'ResNetV1c_FDConv'): backbones.SegResNetV1cFDConv,
+        ('ResNetV1dFDConv', 'ResNetV1d_FDConv'): backbones.SegResNetV1dFDConv,
+        ('SwinTransformerFDConv', 'SwinTransformer_FDConv'): backbones.SegSwinTransformerFDConv,
+    }
+    for registry, classes in ((DET_MODELS, det_backbones), (SEG_MODELS, seg_backbones)):
+        for names, module in classes.items():
+            registry.register_module(list(names), module=module)

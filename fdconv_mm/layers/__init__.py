@@ -1,7 +1,7 @@
 """Pure-PyTorch FDConv layers: they import nothing but torch."""
 
 from .fbm import FrequencyBandModulation
-from .fdconv import FDConv
+from .fdconv import FDConv, FDConvLinear, is_fdconv_active
 from .frequency import (
     band_masks,
     frequency_group_index,
@@ -13,6 +13,8 @@ from .ksm import KernelSpatialModulationGlobal, KernelSpatialModulationLocal, St
 
 __all__ = [
     'FDConv',
+    'FDConvLinear',
+    'is_fdconv_active',
     'FrequencyBandModulation',
     'KernelSpatialModulationGlobal',
     'KernelSpatialModulationLocal',

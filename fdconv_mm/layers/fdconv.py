@@ -76,6 +76,22 @@ def _check_int_tuple(name: str, value: Any) -> Tuple[int, ...]:
     return tuple(value)
 
 
+def is_fdconv_active(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: IntOrPair,
+    use_fdconv_if_c_gt: int = 16,
+    use_fdconv_if_k_in: Sequence[int] = (1, 3),
+) -> bool:
+    """Whether FDConv replaces a conv of this shape (SPEC section 1); else it is a Conv2d."""
+    kernel_h, kernel_w = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    return (
+        kernel_h == kernel_w
+        and min(in_channels, out_channels) > use_fdconv_if_c_gt
+        and kernel_h in tuple(use_fdconv_if_k_in)
+    )
+
+
 def _resolve_kernel_num(kernel_num: Any, n_freq_groups: Any) -> Any:
     """``n_freq_groups`` (the paper README's name) is another name of ``kernel_num``."""
     if kernel_num is UNSET and n_freq_groups is UNSET:
@@ -266,11 +282,9 @@ class FDConv(nn.Conv2d):
         fbm_kernel_sizes = _check_int_tuple('use_fbm_if_k_in', use_fbm_if_k_in)
         fbm_cfg = _resolve_fbm_cfg(fbm_cfg, in_channels)
 
-        kernel_h, kernel_w = self.kernel_size
-        self.fdconv_active = (
-            kernel_h == kernel_w
-            and min(in_channels, out_channels) > use_fdconv_if_c_gt
-            and kernel_h in fdconv_kernel_sizes
+        kernel_h = self.kernel_size[0]
+        self.fdconv_active = is_fdconv_active(
+            in_channels, out_channels, self.kernel_size, use_fdconv_if_c_gt, fdconv_kernel_sizes
         )
         if not self.fdconv_active:
             return
@@ -431,21 +445,26 @@ class FDConv(nn.Conv2d):
     ) -> None:
         """Convert a spatial ``weight`` to ``dft_weight`` on load (SPEC section 7).
 
+        A 1x1 layer also takes an ``nn.Linear`` weight ``(Cout, Cin)``.
+
         ``nn.Module.load_state_dict`` works on its own copy of the dict, so the caller's
         dict is left as it was.
         """
         weight_key, spectrum_key = prefix + 'weight', prefix + 'dft_weight'
+        weight = state_dict.get(weight_key)
+        if weight is not None and weight.dim() == 2 and self.kernel_size == (1, 1):
+            weight = weight[:, :, None, None]  # an nn.Linear weight, as a 1x1 conv
+            state_dict[weight_key] = weight
+        expected = (self.out_channels, self.in_channels, *self.kernel_size)
         if (
             self.fdconv_active
             and self.convert_param
-            and weight_key in state_dict
+            and weight is not None
             and spectrum_key not in state_dict
+            and tuple(weight.shape) == expected
         ):
-            weight = state_dict[weight_key]
-            expected = (self.out_channels, self.in_channels, *self.kernel_size)
-            if tuple(weight.shape) == expected:
-                del state_dict[weight_key]
-                state_dict[spectrum_key] = kernel_to_spectrum(weight, self.param_ratio)
+            del state_dict[weight_key]
+            state_dict[spectrum_key] = kernel_to_spectrum(weight, self.param_ratio)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
@@ -456,3 +475,38 @@ class FDConv(nn.Conv2d):
                 f'fbm={self.FBM is not None}'
             )
         return text
+
+
+class FDConvLinear(FDConv):
+    """``nn.Linear`` replacement: a 1x1 FDConv over the tokens of each sample.
+
+    The tokens ``(B, L, Cin)`` are laid out as a ``(B, Cin, L, 1)`` map: a 1x1 conv and the
+    KSM's per-sample mean over the tokens do not depend on their spatial layout, so this
+    equals FDConv on the ``(B, Cin, H, W)`` token map. FBM, which needs that 2-D layout, is
+    refused. Loading an ``nn.Linear`` state dict converts its weight.
+
+    Args:
+        in_features (int): ``Cin``.
+        out_features (int): ``Cout``.
+        bias (bool): As ``nn.Linear``. Defaults to True.
+        **options: FDConv options (see :class:`FDConv`).
+
+    Example:
+        >>> import torch
+        >>> linear = FDConvLinear(96, 384, kernel_num=64)
+        >>> tuple(linear(torch.rand(2, 49, 96)).shape)
+        (2, 49, 384)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, **options: Any):
+        super().__init__(in_features, out_features, 1, bias=bias, **options)
+        if self.fdconv_active and self.FBM is not None:
+            raise ValueError(
+                'FDConvLinear runs on token sequences and cannot use FBM: remove 1 from '
+                f'use_fbm_if_k_in (got {options.get("use_fbm_if_k_in")!r})'
+            )
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, L, Cin) -> (B, L, Cout)."""
+        token_map = tokens.transpose(1, 2).unsqueeze(-1)
+        return super().forward(token_map).squeeze(-1).transpose(1, 2)

@@ -1,0 +1,16 @@
+"""Convert plain (ImageNet) checkpoints into FDConv checkpoints."""
+
+from .checkpoint_layouts import LAYOUTS, resnet_layout, swin_layout, unwrap_checkpoint
+from .fdconv_weights import MODEL_TYPES, convert
+from .imagenet import ConversionSummary, convert_imagenet_checkpoint
+
+__all__ = [
+    'LAYOUTS',
+    'MODEL_TYPES',
+    'ConversionSummary',
+    'convert',
+    'convert_imagenet_checkpoint',
+    'resnet_layout',
+    'swin_layout',
+    'unwrap_checkpoint',
+]

@@ -1,0 +1,84 @@
+"""Turn the spatial weights of a backbone state dict into FDConv's ``dft_weight``.
+
+:func:`convert` is the one function behind both ways of starting from plain weights: the
+``tools/convert_weights.py`` tool and the on-load conversion of the FDConv backbones. It
+works on a state dict in the layout of this package's backbones (see
+:mod:`.checkpoint_layouts` for torchvision, timm and mmpretrain files) and converts exactly
+the weights that the backbone turns into active FDConv layers, by the layer's own rule.
+"""
+
+import re
+from collections import OrderedDict
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from torch import Tensor
+
+from ..layers import is_fdconv_active, kernel_to_spectrum
+
+MODEL_TYPES = ('resnet', 'swin')
+# Weights of the convs that the backbones build with conv_cfg (SPEC section 8: the convs of
+# every residual block, not the stem nor the downsample shortcut; Swin: the two FFN linears).
+FDCONV_WEIGHT_PATTERNS = {
+    'resnet': re.compile(r'^layer(?P<stage>\d+)\.\d+\.conv[123]\.weight$'),
+    'swin': re.compile(r'^stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.(0\.0|1)\.weight$'),
+}
+# 'stage' in the patterns counts from 1 for ResNet (layer1..4), from 0 for Swin.
+STAGE_OFFSET = {'resnet': 1, 'swin': 0}
+
+
+def fdconv_options(conv_cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The activity options of an FDConv ``conv_cfg`` (layer defaults where absent)."""
+    conv_cfg = dict(conv_cfg or {})
+    return dict(
+        use_fdconv_if_c_gt=conv_cfg.get('use_fdconv_if_c_gt', 16),
+        use_fdconv_if_k_in=tuple(conv_cfg.get('use_fdconv_if_k_in', (1, 3))),
+        param_ratio=conv_cfg.get('param_ratio', 1),
+    )
+
+
+def convert(
+    state_dict: Mapping[str, Tensor],
+    model_type: str = 'resnet',
+    conv_cfg: Optional[Mapping[str, Any]] = None,
+    stages: Optional[Sequence[int]] = None,
+) -> 'OrderedDict[str, Tensor]':
+    """Replace every ``<prefix>.weight`` that lands in an active FDConv by ``<prefix>.dft_weight``.
+
+    Keys that are already ``dft_weight`` and all other keys are copied unchanged, in order;
+    the input is not modified.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): Backbone state dict (keys without 'backbone.').
+        model_type (str): 'resnet' or 'swin'. Defaults to 'resnet'.
+        conv_cfg (Mapping | None): The backbone's FDConv ``conv_cfg``; only its activity
+            options and ``param_ratio`` matter. Defaults to None (layer defaults).
+        stages (Sequence[int] | None): 0-based stages with FDConv; None means all.
+
+    Returns:
+        OrderedDict[str, Tensor]: The converted state dict.
+    """
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f'model_type={model_type!r} is not supported; allowed: {MODEL_TYPES}')
+    options = fdconv_options(conv_cfg)
+    pattern = FDCONV_WEIGHT_PATTERNS[model_type]
+    converted: OrderedDict[str, Tensor] = OrderedDict()
+    for key, value in state_dict.items():
+        match = pattern.match(key)
+        in_stage = match is not None and (
+            stages is None or int(match['stage']) - STAGE_OFFSET[model_type] in stages
+        )
+        if in_stage and value.dim() in (2, 4):
+            weight = value if value.dim() == 4 else value[:, :, None, None]
+            out_channels, in_channels, kernel_h, kernel_w = weight.shape
+            if is_fdconv_active(
+                in_channels,
+                out_channels,
+                (kernel_h, kernel_w),
+                options['use_fdconv_if_c_gt'],
+                options['use_fdconv_if_k_in'],
+            ):
+                spectrum = kernel_to_spectrum(weight, options['param_ratio'])
+                converted[key[: -len('weight')] + 'dft_weight'] = spectrum
+                continue
+        converted[key] = value
+    return converted

@@ -1,0 +1,81 @@
+"""What every FDConv backbone adds to its mmdet/mmseg base class.
+
+The base class builds plain convs; :class:`FDConvBackboneMixin` then swaps the chosen ones
+for ``build_conv_layer(conv_cfg, ...)`` with the same hyper-parameters, keeps the KSM/FBM
+parameters of frozen stages trainable, and converts plain (spatial) weights on load with
+:func:`fdconv_mm.converters.convert`, logging one line per model.
+"""
+
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+
+from mmcv.cnn import build_conv_layer
+from mmengine.logging import MMLogger
+from torch import nn
+
+from ...converters import convert
+
+
+def rebuild_conv(conv: nn.Conv2d, conv_cfg: Mapping[str, Any]) -> nn.Module:
+    """A conv built from ``conv_cfg`` with the shape and hyper-parameters of ``conv``."""
+    return build_conv_layer(
+        dict(conv_cfg),
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+
+
+def rebuild_convs(parent: nn.Module, names: Sequence[str], conv_cfg: Mapping[str, Any]) -> None:
+    """Replace the plain ``nn.Conv2d`` children ``names`` of ``parent`` (DCN etc. stay)."""
+    for name in names:
+        conv = getattr(parent, name, None)
+        if type(conv) is nn.Conv2d:
+            setattr(parent, name, rebuild_conv(conv, conv_cfg))
+
+
+class FDConvBackboneMixin:
+    """Frozen-stage and checkpoint handling shared by the FDConv backbones.
+
+    A subclass sets ``fdconv_model_type`` ('resnet' or 'swin'), stores ``conv_cfg``,
+    ``fdconv_stages`` and ``need_grad_list``, builds its FDConv layers and calls
+    :meth:`_init_fdconv`.
+    """
+
+    fdconv_model_type: str
+    conv_cfg: Optional[Dict[str, Any]] = None
+    fdconv_stages: Optional[Sequence[int]] = None
+    # Empty until set: the base __init__ freezes stages before the FDConv layers exist.
+    need_grad_list: Sequence[str] = ()
+    _freeze_stages: Callable[[], None]
+
+    def _init_fdconv(self) -> None:
+        self._register_load_state_dict_pre_hook(self._convert_spatial_weights)
+        self._freeze_stages()
+
+    def _keep_attention_trainable(self, frozen: nn.Module) -> None:
+        """Re-enable the parameters of ``frozen`` whose name holds a ``need_grad_list`` entry."""
+        for name, param in frozen.named_parameters():
+            if any(part in name for part in self.need_grad_list):
+                param.requires_grad = True
+
+    def _convert_spatial_weights(self, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+        """Load pre-hook: convert plain conv weights of FDConv layers to ``dft_weight``."""
+        own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        converted = convert(own, self.fdconv_model_type, self.conv_cfg, self.fdconv_stages)
+        new_keys = [k for k in converted if k not in own]
+        if not new_keys:
+            return
+        for key in own:
+            if key not in converted:
+                del state_dict[prefix + key]
+        for key in new_keys:
+            state_dict[prefix + key] = converted[key]
+        MMLogger.get_current_instance().info(
+            f'{type(self).__name__}: converted {len(new_keys)} spatial conv weights to FDConv '
+            'dft_weight while loading'
+        )

@@ -1,0 +1,97 @@
+"""Convert an ImageNet ResNet or Swin checkpoint into an FDConv backbone checkpoint.
+
+    python tools/convert_weights.py --model_type resnet \
+        --weight_path resnet50-0676ba61.pth --save_path pretrained/resnet50_fdconv.pth
+
+The flags of the original tool are accepted (``--model_type``, ``--weight_path``,
+``--save_path``). The result loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from fdconv_mm.converters import convert_imagenet_checkpoint
+from fdconv_mm.version import __version__
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument(
+        '--model_type', '--model-type', required=True, choices=['resnet', 'swin', 'vit']
+    )
+    parser.add_argument(
+        '--weight_path',
+        '--weight-path',
+        required=True,
+        type=Path,
+        help='source checkpoint (raw state dict, or under state_dict/model)',
+    )
+    parser.add_argument('--save_path', '--save-path', required=True, type=Path)
+    parser.add_argument('--force', action='store_true', help='overwrite an existing file')
+    parser.add_argument('--param-ratio', type=int, default=1, help="FDConv's param_ratio")
+    parser.add_argument('--use-fdconv-if-c-gt', type=int, default=16)
+    parser.add_argument('--use-fdconv-if-k-in', type=int, nargs='+', default=[1, 3])
+    parser.add_argument(
+        '--stages',
+        type=int,
+        nargs='+',
+        default=None,
+        help='0-based stages with FDConv (Swin fdconv_stages); default all',
+    )
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='unpickle arbitrary objects (torch.load weights_only=False); '
+        'only for files you trust',
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.save_path.exists() and not args.force:
+        sys.exit(f'error: {args.save_path} exists; pass --force to overwrite it')
+    try:
+        checkpoint = torch.load(
+            args.weight_path, map_location='cpu', weights_only=not args.unsafe_load
+        )
+    except Exception as error:  # noqa: BLE001 - report any unpickling failure plainly
+        sys.exit(
+            f'error: cannot load {args.weight_path}: {error}\n(if the file holds '
+            'objects besides tensors and you trust it, pass --unsafe-load)'
+        )
+    conv_cfg = dict(
+        param_ratio=args.param_ratio,
+        use_fdconv_if_c_gt=args.use_fdconv_if_c_gt,
+        use_fdconv_if_k_in=args.use_fdconv_if_k_in,
+    )
+    try:
+        state_dict, summary = convert_imagenet_checkpoint(
+            checkpoint, args.model_type, conv_cfg, args.stages
+        )
+    except ValueError as error:
+        sys.exit(f'error: {error}')
+    args.save_path.parent.mkdir(parents=True, exist_ok=True)
+    meta = dict(
+        fdconv_mm=__version__,
+        source=str(args.weight_path),
+        layout=summary.layout,
+        model_type=args.model_type,
+        conv_cfg=conv_cfg,
+    )
+    torch.save(dict(state_dict=state_dict, meta=meta), args.save_path)
+    print(f'{args.weight_path} ({summary.layout} layout) -> {args.save_path}')
+    print(f'  converted to dft_weight: {len(summary.converted)}')
+    print(f'  copied:                  {len(summary.copied)}')
+    print(
+        f'  skipped:                 {len(summary.skipped)} {summary.skipped[:6]}'
+        f'{" ..." if len(summary.skipped) > 6 else ""}'
+    )
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
