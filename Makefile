@@ -7,7 +7,7 @@ PIP := $(VPY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 REQS := requirements/constraints.txt requirements/build.txt requirements/runtime.txt requirements/tests.txt setup.py
 
-.PHONY: venv test lint format clean
+.PHONY: venv demo test lint format clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ $(STAMP): $(REQS)
 	  echo "Remove it and the cached wheel, then rerun make:"; \
 	  echo "  $(PIP) uninstall -y mmcv && $(PIP) cache remove mmcv"; exit 1; }
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VPY) tools/demo/run_demo.py
 
 test: $(STAMP)
 	$(VPY) -m pytest

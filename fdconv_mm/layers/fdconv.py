@@ -385,18 +385,29 @@ class FDConv(nn.Conv2d):
             if group_attention is None:
                 mixed = self.alpha * spectrum.sum(0, keepdim=True)
             else:
+                # Each Fourier position takes the attention of its group: one gather.
                 batch = group_attention.shape[0]
-                attention = group_attention.to(fft_dtype).view(
-                    batch, self.param_ratio, self.kernel_num
-                )[:, :, self.frequency_groups]
-                mixed = self.alpha * (attention.unsqueeze(-1) * spectrum).sum(1)
-            kernel_size = self.kernel_size[0]
+                groups = self.frequency_groups
+                offsets = torch.arange(self.param_ratio, device=groups.device) * self.kernel_num
+                index = (groups.view(1, -1) + offsets.view(-1, 1)).view(-1)
+                attention = torch.index_select(group_attention.to(fft_dtype), 1, index)
+                attention = attention.view(batch, self.param_ratio, *groups.shape, 1)
+                mixed = (attention * self.alpha * spectrum).sum(1)
             return spectrum_to_kernel(
-                torch.view_as_complex(mixed.contiguous()),
+                torch.view_as_complex(mixed),
                 self.out_channels,
                 self.in_channels,
-                kernel_size,
+                self.kernel_size[0],
             )
+
+    def kernel_dominates(self, height: int, width: int) -> bool:
+        """Whether the per-sample kernels outweigh the feature maps of an input size.
+
+        Channel and filter attentions then scale the (smaller) input and output instead of
+        the kernels: the same function (SPEC section 5), less memory traffic.
+        """
+        kernel_size = self.out_channels * self.in_channels * self.kernel_size[0] ** 2
+        return kernel_size > (self.in_channels + self.out_channels) * height * width
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, Cin, H, W) -> (B, Cout, H', W'), H' and W' as ``nn.Conv2d``."""
@@ -406,39 +417,49 @@ class FDConv(nn.Conv2d):
             raise ValueError(
                 f'FDConv expects input (B, {self.in_channels}, H, W), got ' f'{tuple(x.shape)}'
             )
-        batch = x.shape[0]
+        batch, _, height, width = x.shape
+        k = self.kernel_size[0]
         pooled = x.mean(dim=(2, 3), keepdim=True)
         channel_att, filter_att, spatial_att, group_att = self.KSM_Global(pooled)
         kernel = self.dynamic_kernel(group_att)
-        k = self.kernel_size[0]
-        if spatial_att is not None:
-            kernel = kernel * spatial_att.view(batch, 1, 1, k, k)
-        if channel_att is not None:
-            kernel = kernel * channel_att.view(batch, 1, self.in_channels, 1, 1)
-        if filter_att is not None:
-            kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
         if self.KSM_Local is not None:
-            kernel = kernel * self.KSM_Local(pooled)
+            kernel = kernel * self.KSM_Local(pooled, spatial_att)
+        elif spatial_att is not None:
+            kernel = kernel * spatial_att.view(batch, 1, 1, k, k)
+        on_features = self.kernel_dominates(height, width)
+        if not on_features:
+            if channel_att is not None:
+                kernel = kernel * channel_att.view(batch, 1, self.in_channels, 1, 1)
+            if filter_att is not None:
+                kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
         kernel = kernel.expand(batch, -1, -1, -1, -1)
 
         features = self.FBM(x) if self.FBM is not None else x
+        if on_features and channel_att is not None:
+            features = features * channel_att.view(batch, self.in_channels, 1, 1)
         padding = self.padding
         if self.padding_mode != 'zeros':
             features = F.pad(
                 features, self._reversed_padding_repeated_twice, mode=self.padding_mode
             )
             padding = 0
-        height, width = features.shape[-2:]
+        scale_output = on_features and filter_att is not None
+        bias = self.bias.repeat(batch) if self.bias is not None and not scale_output else None
         out = F.conv2d(
-            features.reshape(1, batch * self.in_channels, height, width),
+            features.reshape(1, batch * self.in_channels, *features.shape[-2:]),
             kernel.reshape(batch * self.out_channels, self.in_channels, k, k).to(features.dtype),
-            self.bias.repeat(batch) if self.bias is not None else None,
+            bias,
             self.stride,
             padding,
             self.dilation,
             groups=batch,
         )
-        return out.view(batch, self.out_channels, *out.shape[-2:])
+        out = out.view(batch, self.out_channels, *out.shape[-2:])
+        if scale_output:
+            out = out * filter_att.view(batch, self.out_channels, 1, 1).to(out.dtype)
+            if self.bias is not None:
+                out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
+        return out
 
     def _load_from_state_dict(
         self, state_dict: Dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any

@@ -196,17 +196,28 @@ class KernelSpatialModulationLocal(nn.Module):
         nn.init.constant_(self.conv.weight, HEAD_INIT_STD)
         self.norm.reset_parameters()
 
-    def forward(self, pooled: Tensor) -> Tensor:
-        """Attention of every kernel element.
+    def forward(self, pooled: Tensor, spatial_attention: Optional[Tensor] = None) -> Tensor:
+        """Attention of every kernel element, times the spatial attention if given.
 
         Args:
             pooled (Tensor): (B, Cin, 1, 1).
+            spatial_attention (Tensor | None): (B, k, k), folded in here because it is
+                cheaper on the small logits' layout than on the kernels.
 
         Returns:
-            Tensor: (B, Cout, Cin, k, k).
+            Tensor: (B, Cout, Cin, k, k), a permuted view.
         """
         batch, in_channels = pooled.shape[:2]
         logits = self.conv(self.norm(pooled.view(batch, 1, in_channels)))
         k = self.kernel_size
         logits = logits.view(batch, self.out_channels, k, k, in_channels)
-        return attention_activation(logits.permute(0, 1, 4, 2, 3), self.act, 1.0, self.att_multi)
+        if self.act == 'tanh':
+            attention = 1 + torch.tanh(logits)
+            if spatial_attention is not None:
+                attention = attention * spatial_attention.view(batch, 1, k, k, 1)
+        else:
+            scale = self.att_multi
+            if spatial_attention is not None:
+                scale = spatial_attention.view(batch, 1, k, k, 1) * scale
+            attention = torch.sigmoid(logits) * scale
+        return attention.permute(0, 1, 4, 2, 3)
