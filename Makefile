@@ -7,7 +7,7 @@ PIP := $(VPY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
 REQS := requirements/constraints.txt requirements/build.txt requirements/runtime.txt requirements/tests.txt setup.py
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo bench test lint format clean
 
 venv: $(STAMP)
 
@@ -27,6 +27,9 @@ $(STAMP): $(REQS)
 
 demo: $(STAMP)
 	$(VPY) tools/demo/run_demo.py
+
+bench: $(STAMP)
+	$(VPY) tools/benchmark.py --json work_dirs/benchmark.json
 
 test: $(STAMP)
 	$(VPY) -m pytest

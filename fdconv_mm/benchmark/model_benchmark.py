@@ -1,0 +1,178 @@
+"""Whole detectors and segmentors with FDConv against their baselines.
+
+Each model is built from its config with the library's registry, *not* initialized (no
+``init_weights``: the configs' pretrained files need not exist; timing does not depend on
+the values), SyncBN reverted to BN, and run on random images of a reduced size:
+
+* training iteration: ``model.train_step`` (pre-processing, forward, loss, backward, SGD
+  update) on a batch of ``train_batch`` images (UPerNet's pooling BN needs at least 2);
+* inference: ``model.test_step`` (pre-processing, forward, post-processing, NMS) on
+  ``infer_batch`` images, in eval mode without autograd;
+* peak memory of one training iteration (see ``timing.MEMORY_METHODS``).
+
+Importing this module imports mmengine, mmdet and mmseg.
+"""
+
+import importlib
+import os.path as osp
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import OptimWrapper
+from mmengine.registry import DefaultScope
+from mmengine.structures import PixelData
+from mmengine.utils import get_installed_path
+from torch import nn
+
+from .timing import measure_peak_memory, measure_time, module_state_tensors
+
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    """An FDConv config and its baseline, run on ``image_size`` x ``image_size`` images."""
+
+    name: str
+    fdconv_config: str
+    baseline_config: str
+    image_size: int
+
+
+MODEL_PAIRS = (
+    ModelPair(
+        'Faster R-CNN R50-FPN',
+        'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py',
+        'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+        320,
+    ),
+    ModelPair(
+        'UPerNet R50',
+        'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py',
+        'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+        256,
+    ),
+)
+
+
+def config_path(config: str) -> str:
+    """``'mmdet::x.py'``: a config installed with mmdet; otherwise one under ``configs/``."""
+    if '::' in config:
+        package, relative = config.split('::', 1)
+        return osp.join(get_installed_path(package), '.mim', 'configs', relative)
+    return str(CONFIG_ROOT / config)
+
+
+def build_model(config: str, image_size: int) -> Tuple[nn.Module, str]:
+    """The config's model (not initialized, SyncBN as BN, for square inputs) and scope."""
+    cfg = Config.fromfile(config_path(config))
+    scope = cfg.default_scope
+    if scope == 'mmseg':
+        # mmseg pads every training batch to the crop size (512): keep the reduced size.
+        cfg.model.data_preprocessor.size = (image_size, image_size)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
+    return revert_sync_batchnorm(model), scope
+
+
+def random_batch(scope: str, batch_size: int, image_size: int, seed: int = 0) -> Dict[str, Any]:
+    """Random uint8 images with annotations, as a dataloader gives them to ``train_step``."""
+    torch.manual_seed(seed)
+    shapes = [(3, image_size, image_size)] * batch_size
+    if scope == 'mmdet':
+        from mmdet.testing import demo_mm_inputs
+
+        return demo_mm_inputs(
+            batch_size=batch_size, image_shapes=shapes, num_items=[5] * batch_size, num_classes=80
+        )
+    from mmseg.structures import SegDataSample
+
+    size = (image_size, image_size)
+    samples = []
+    for _ in range(batch_size):
+        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size))
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, *size)))
+        samples.append(sample)
+    inputs = [torch.randint(0, 256, shape, dtype=torch.uint8) for shape in shapes]
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def measure_model(
+    model: nn.Module,
+    scope: str,
+    image_size: int,
+    device: torch.device,
+    train_batch: int = 2,
+    infer_batch: int = 1,
+    repeat: int = 5,
+    warmup: int = 2,
+) -> Dict[str, float]:
+    """Training iteration and inference medians, and the training peak memory.
+
+    Returns:
+        dict: ``train_ms``, ``infer_ms``, ``train_peak_mb`` and ``params_m``.
+    """
+    model = model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
+    optim_wrapper = OptimWrapper(optimizer)
+    train_data = random_batch(scope, train_batch, image_size)
+    infer_data = random_batch(scope, infer_batch, image_size, seed=1)
+
+    def train_step() -> None:
+        model.train_step(train_data, optim_wrapper)
+
+    def inference() -> None:
+        with torch.no_grad():
+            model.test_step(infer_data)
+
+    model.train()
+    train_time = measure_time(train_step, device, repeat, warmup)
+    resident = module_state_tensors(model, optimizer) + list(train_data['inputs'])
+    peak = measure_peak_memory(train_step, device, resident)
+    model.eval()
+    infer_time = measure_time(inference, device, repeat, warmup)
+    return dict(
+        train_ms=train_time.median_ms,
+        infer_ms=infer_time.median_ms,
+        train_peak_mb=peak / 2**20,
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+
+
+def benchmark_models(
+    device: torch.device,
+    pairs: Sequence[ModelPair] = MODEL_PAIRS,
+    train_batch: int = 2,
+    infer_batch: int = 1,
+    repeat: int = 5,
+    warmup: int = 2,
+) -> List[Dict[str, Any]]:
+    """Each pair's baseline and FDConv model, and the FDConv / baseline ratios."""
+    results = []
+    for pair in pairs:
+        row: Dict[str, Any] = dict(
+            model=pair.name,
+            image_size=pair.image_size,
+            train_batch=train_batch,
+            infer_batch=infer_batch,
+            baseline_config=pair.baseline_config,
+            fdconv_config=pair.fdconv_config,
+        )
+        for variant, config in (('baseline', pair.baseline_config), ('FDConv', pair.fdconv_config)):
+            torch.manual_seed(0)
+            model, scope = build_model(config, pair.image_size)
+            metrics = measure_model(
+                model, scope, pair.image_size, device, train_batch, infer_batch, repeat, warmup
+            )
+            row.update({f'{variant}_{key}': value for key, value in metrics.items()})
+            del model
+        for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
+            row[f'{metric}_ratio'] = row[f'FDConv_{metric}'] / row[f'baseline_{metric}']
+        results.append(row)
+    return results

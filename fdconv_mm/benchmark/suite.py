@@ -1,0 +1,70 @@
+"""The whole benchmark: layers and models, as one JSON-able dict and one text report."""
+
+from typing import Any, Dict, Optional
+
+import torch
+
+from .environment import describe, machine_info
+from .layer_benchmark import benchmark_layers
+from .tables import layer_table, model_table
+from .timing import MEMORY_METHODS
+
+LAYER_DEFAULTS = dict(repeat=10, warmup=3)
+MODEL_DEFAULTS = dict(repeat=5, warmup=2)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto': CUDA when available, else the CPU."""
+    if name == 'auto':
+        name = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {name}: CUDA is not available on this machine')
+    return device
+
+
+def run_suite(
+    device: torch.device,
+    layers: bool = True,
+    models: bool = True,
+    repeat: Optional[int] = None,
+    warmup: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults."""
+    results: Dict[str, Any] = dict(
+        machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
+    )
+    if layers:
+        results['layers'] = benchmark_layers(
+            device,
+            repeat=repeat or LAYER_DEFAULTS['repeat'],
+            warmup=LAYER_DEFAULTS['warmup'] if warmup is None else warmup,
+        )
+    if models:
+        from .model_benchmark import benchmark_models  # imports mmdet and mmseg
+
+        results['models'] = benchmark_models(
+            device,
+            repeat=repeat or MODEL_DEFAULTS['repeat'],
+            warmup=MODEL_DEFAULTS['warmup'] if warmup is None else warmup,
+        )
+    results['machine']['load_average_1min_end'] = machine_info(device)['load_average_1min']
+    return results
+
+
+def format_report(results: Dict[str, Any]) -> str:
+    """The tables, with the machine and how the memory was measured."""
+    parts = [f"Machine: {describe(results['machine'])}"]
+    if 'layers' in results:
+        parts += [
+            'Layers: FDConv(cin, cout, k, padding=k//2, kernel_num=64) vs nn.Conv2d, '
+            'medians; train = forward + backward',
+            layer_table(results['layers']),
+        ]
+    if 'models' in results:
+        parts += [
+            'Models: train iter = model.train_step (SGD), inference = model.test_step',
+            model_table(results['models']),
+        ]
+    parts.append(f"Peak memory: {results['memory_method']}.")
+    return '\n\n'.join(parts)

@@ -1,0 +1,60 @@
+"""Time and memory of FDConv layers and models against their plain-conv baselines.
+
+    python tools/benchmark.py --json work_dirs/benchmark.json     # `make bench`
+
+Prints Markdown tables (docs/benchmarks.md keeps them) and writes every number to --json.
+Measure on a quiet machine: the 1-minute load average is printed with the tables.
+"""
+
+import argparse
+import json
+import os
+import warnings
+
+import torch
+
+from fdconv_mm.benchmark import format_report, resolve_device, run_suite
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--device', default='auto', help="'cpu', 'cuda[:i]' or 'auto' (CUDA when available)"
+    )
+    parser.add_argument('--repeat', type=int, help='timed runs (default: 10 layers, 5 models)')
+    parser.add_argument('--warmup', type=int, help='untimed runs first (default: 3 / 2)')
+    parser.add_argument('--threads', type=int, default=2, help='torch.set_num_threads (CPU)')
+    parser.add_argument('--json', help='write all results to this JSON file')
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument('--layers-only', action='store_true', help='skip the models')
+    part.add_argument('--models-only', action='store_true', help='skip the layers')
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if os.getloadavg()[0] > 0.5:
+        warnings.warn(
+            f'1-minute load average {os.getloadavg()[0]:.2f}: the machine is busy, '
+            'timings will be noisy',
+            stacklevel=1,
+        )
+    results = run_suite(
+        device,
+        layers=not args.models_only,
+        models=not args.layers_only,
+        repeat=args.repeat,
+        warmup=args.warmup,
+    )
+    print(format_report(results))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as file:
+            json.dump(results, file, indent=2)
+        print(f'Results written to {args.json}')
+
+
+if __name__ == '__main__':
+    main()
