@@ -1,4 +1,5 @@
 """The benchmark tool's machinery on tiny shapes (timings themselves are not asserted)."""
+
 import torch
 
 from fdconv_mm.benchmark import LayerShape, benchmark_layers, geometric_mean, layer_table
