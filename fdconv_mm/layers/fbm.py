@@ -1,17 +1,20 @@
 """Frequency band modulation (FBM) of FDConv: spatially varying weights per frequency band.
 
 The input is split into ``len(k_list)`` high bands and one low band with exact low-pass
-masks (:func:`band_masks`); each band is scaled by a spatial map predicted from the input.
+masks (``frequency.lowpass_masks``); each band is scaled by a spatial map predicted from
+the input.
 The parameter name ``freq_weight_conv_list`` is the original's, for its checkpoints.
 See SPEC-fdconv.md section 6.
 """
 
-from typing import Sequence
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
-from .frequency import band_masks
+from .frequency import band_masks, lowpass_row_masks, lowpass_widths
 from .ksm import HEAD_INIT_STD
 
 FBM_ACTS = ('sigmoid', 'tanh', 'softmax')
@@ -67,15 +70,35 @@ class FrequencyBandModulation(nn.Module):
             nn.init.normal_(conv.weight, std=HEAD_INIT_STD)
             nn.init.zeros_(conv.bias)
 
-    def _activate(self, logits: Tensor) -> Tensor:
-        if self.act == 'tanh':
-            return 1 + torch.tanh(logits)
-        if self.act == 'softmax':
-            return logits.softmax(dim=1) * logits.shape[1]
-        return torch.sigmoid(logits) * 2
+    def stacked_conv(self) -> Tuple[Tensor, Tensor]:
+        """The ``n`` weight convs as one: weight (G*n, C/G, s, s) and bias (G*n,).
+
+        They see the same input, so they run as one conv whose output channel
+        ``j * n + i`` is channel ``j`` of conv ``i``: each group stays contiguous.
+        """
+        convs = self.freq_weight_conv_list
+        weight = torch.stack([conv.weight for conv in convs], dim=1).flatten(0, 1)
+        bias = torch.stack([conv.bias for conv in convs], dim=1).flatten()
+        return weight, bias
+
+    def modulate(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """FBM with the stacked weight convs given: (B, C, H, W) -> (B, C, H, W)."""
+        settings = (self.k_list, self.act, self.spatial_group)
+        return BandModulation.apply(x, weight, bias, settings)[0]
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
+        if torch.jit.is_tracing():
+            return self.forward_as_specified(x)
+        return self.modulate(x, *self.stacked_conv())
+
+    def forward_as_specified(self, x: Tensor) -> Tensor:
+        """SPEC section 6 operator by operator: ``rfft2``, ``n + 1`` masked ``irfft2``,
+        one conv per band.
+
+        What ``torch.jit.trace`` records (FLOP counters count the specification's work,
+        scoped to the convs' modules); the same function as :meth:`forward`.
+        """
         batch, channels, height, width = x.shape
         masks = band_masks(height, width, self.k_list, x.device)
         fft_dtype = torch.promote_types(x.dtype, torch.float32)
@@ -84,13 +107,190 @@ class FrequencyBandModulation(nn.Module):
             bands = torch.fft.irfft2(
                 spectrum.unsqueeze(1) * masks[:, None], s=(height, width), norm='ortho'
             )
-        num_bands = bands.shape[1]
-        bands = bands.view(batch, num_bands, self.spatial_group, -1, height, width)
+        bands = bands.view(batch, bands.shape[1], self.spatial_group, -1, height, width)
         weights = torch.stack(
-            [self._activate(conv(x)) for conv in self.freq_weight_conv_list], dim=1
+            [_activate(conv(x), self.act) for conv in self.freq_weight_conv_list], dim=1
         )
-        num_weighted = weights.shape[1]
-        out = (bands[:, :num_weighted] * weights.unsqueeze(3)).sum(1)
-        if num_weighted < num_bands:
+        out = (bands[:, : weights.shape[1]] * weights.unsqueeze(3)).sum(1)
+        if weights.shape[1] < bands.shape[1]:
             out = out + bands[:, -1]
         return out.view(batch, channels, height, width).to(x.dtype)
+
+
+class BandModulation(torch.autograd.Function):
+    """FBM's output from its input and stacked weight convs, with a hand-written backward.
+
+    With ``low_0 = x`` and ``w_{n+1} = 1`` (or the low band's weight),
+    ``sum_i w_i * (low_{i-1} - low_i) + w_{n+1} * low_n`` regroups as
+    ``w_1 * x + sum_i (w_{i+1} - w_i) * low_i``: ``n`` low-pass maps instead of ``n + 1``
+    bands, the weight differences taken on the small maps. Each ``low_i = L_i(x)`` is an
+    orthogonal projection (ortho FFTs, symmetric mask), so the input gradient through the
+    bands is ``w_1 * g + sum_i L_i((w_{i+1} - w_i) * g)``: the projections again, never a
+    full-size complex inverse as autograd's ``rfft`` backward.
+
+    ``apply(x, weight, bias, (k_list, act, G))``: x (B, C, H, W), the stacked convs of
+    :meth:`FrequencyBandModulation.stacked_conv`. Returns the output (B, C, H, W) in x's
+    dtype, then the band weights and the ``low_i`` (kept for the backward pass, not
+    differentiable). The maps are computed in (at least) float32, autocast or not.
+    """
+
+    @staticmethod
+    def forward(
+        x: Tensor, weight: Tensor, bias: Tensor, settings: Tuple[Tuple[float, ...], str, int]
+    ) -> Tuple[Tensor, ...]:
+        k_list, act, groups = settings
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        with torch.autocast(x.device.type, enabled=False):
+            features = x.to(dtype)
+            logits = _weight_logits(features, weight.to(dtype), bias.to(dtype), groups)
+            weights = _activate(logits, act)  # (B, G, n, H, W)
+            lows = lowpass_features(features, k_list)
+            steps = weights.unsqueeze(3)  # broadcast over the channels of a group
+            grouped = features.view(*steps.shape[:2], -1, *features.shape[-2:])
+            out = grouped * steps[:, :, 0]
+            for index, low in enumerate(lows):
+                out.addcmul_(_weight_step(steps, index), low.view_as(grouped))
+        return (out.view_as(x).to(x.dtype), weights, *lows)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:
+        x, weight, bias, ctx.settings = inputs
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.save_for_backward(x, weight, bias, *output[1:])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor, *_: Any) -> Tuple[Optional[Tensor], ...]:
+        x, weight, bias, weights, *lows = ctx.saved_tensors
+        k_list, act, groups = ctx.settings
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        dtype = weights.dtype
+        with torch.autocast(x.device.type, enabled=False):
+            features = x.to(dtype)
+            steps = weights.unsqueeze(3)
+            shape = (*steps.shape[:2], -1, *x.shape[-2:])
+            grad = grad_output.to(dtype).view(shape)
+            # out = w_1 x + sum_i (w_{i+1} - w_i) low_i: per pixel and group, the channel
+            # sums of grad * x and grad * low_i give the band weights' gradients.
+            dots = [(grad * t.view(shape)).sum(2) for t in (features, *lows)]
+            grad_weights = [dots[i] - dots[i + 1] for i in range(len(lows))]
+            if weights.shape[2] > len(lows):
+                grad_weights.append(dots[-1])
+            grad_logits = _activate_backward(weights, torch.stack(grad_weights, dim=2), act)
+            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_logits.flatten(1, 2).contiguous(memory_format=torch.channels_last),
+                features.contiguous(memory_format=torch.channels_last),
+                weight.to(dtype),
+                [bias.numel()],
+                [1, 1],
+                [weight.shape[-1] // 2] * 2,
+                [1, 1],
+                False,
+                [0, 0],
+                groups,
+                [needs_x, needs_weight, needs_bias],
+            )
+            if needs_x:
+                bands = (
+                    (grad * _weight_step(steps, i)).view_as(features) for i in range(len(lows))
+                )
+                through_bands = lowpass_sum(bands, k_list)
+                through_bands.view(shape).addcmul_(grad, steps[:, :, 0])
+                grad_x = through_bands.add_(grad_x).to(x.dtype)
+        return (
+            grad_x,
+            grad_weight.to(weight.dtype) if needs_weight else None,
+            grad_bias.to(bias.dtype) if needs_bias else None,
+            None,
+        )
+
+
+def _weight_logits(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
+    """The stacked weight convs: (B, C, H, W) -> logits (B, G, n, H, W)."""
+    # oneDNN is several times faster on channels-last input for so few output maps.
+    features = x.contiguous(memory_format=torch.channels_last)
+    logits = F.conv2d(features, weight, bias, padding=weight.shape[-1] // 2, groups=groups)
+    batch, _, height, width = logits.shape
+    return logits.reshape(batch, groups, -1, height, width)
+
+
+def _activate(logits: Tensor, act: str) -> Tensor:
+    """Band weights from logits (B, G, ...); softmax runs over the ``G`` maps."""
+    if act == 'tanh':
+        return 1 + torch.tanh(logits)
+    if act == 'softmax':
+        return logits.softmax(dim=1) * logits.shape[1]
+    return torch.sigmoid(logits) * 2
+
+
+def _activate_backward(weights: Tensor, grad: Tensor, act: str) -> Tensor:
+    """Gradient of the logits from that of the band weights ``w = act(logits)``."""
+    if act == 'tanh':  # w = 1 + tanh: dw = 1 - tanh^2 = w (2 - w)
+        return grad * weights * (2 - weights)
+    if act == 'softmax':  # w = G softmax: dl = w (g - sum_j w_j g_j / G)
+        return weights * (grad - (weights * grad).mean(dim=1, keepdim=True))
+    return grad * weights * (1 - weights / 2)  # w = 2 sigmoid
+
+
+def _weight_step(weights: Tensor, index: int) -> Tensor:
+    """``w_{i+1} - w_i`` for ``low_i`` (0-based ``index``); ``w_{n+1} = 1`` if absent."""
+    upper = weights[:, :, index + 1] if index + 1 < weights.shape[2] else 1.0
+    return upper - weights[:, :, index]
+
+
+def _spectrum_columns(x: Tensor, columns: int) -> Tensor:
+    """``rfft2(x, norm='ortho')`` restricted to its first ``columns`` columns."""
+    half = torch.fft.rfft(x, dim=-1, norm='ortho')[..., :columns]
+    return torch.fft.fft(half, dim=-2, norm='ortho')
+
+
+def lowpass_features(x: Tensor, k_list: Tuple[float, ...]) -> List[Tensor]:
+    """``irfft2(rfft2(x) * M_i, s=(H, W))`` (ortho) for each low-pass mask ``M_i``.
+
+    The masks are separable (:func:`~.frequency.lowpass_widths`): the transform along H
+    only runs on the columns that some mask keeps, and each inverse along H only on its
+    own columns, copied into one zero-padded half-spectrum reused for every band.
+
+    Args:
+        x (Tensor): (B, C, H, W), float32 or float64.
+
+    Returns:
+        list[Tensor]: ``len(k_list)`` maps (B, C, H, W).
+    """
+    height, width = x.shape[-2:]
+    widths = lowpass_widths(height, width, k_list)
+    row_masks = lowpass_row_masks(height, width, k_list, x.device).to(x.dtype)
+    spectrum = _spectrum_columns(x, max(widths))
+    padded = spectrum.new_zeros(*spectrum.shape[:-1], width // 2 + 1)
+    lows, written = [], 0
+    for row_mask, columns in zip(row_masks, widths):
+        padded[..., columns:written].zero_()
+        written = max(written, columns)
+        band = spectrum[..., :columns] * row_mask
+        padded[..., :columns] = torch.fft.ifft(band, dim=-2, norm='ortho')
+        lows.append(torch.fft.irfft(padded, n=width, dim=-1, norm='ortho'))
+    return lows
+
+
+def lowpass_sum(maps: Iterable[Tensor], k_list: Tuple[float, ...]) -> Tensor:
+    """``sum_i irfft2(rfft2(maps[i]) * M_i)`` (ortho): one inverse transform for all.
+
+    Args:
+        maps (Iterable[Tensor]): ``len(k_list)`` maps (B, C, H, W), float32 or float64,
+            consumed one at a time (a generator keeps one alive).
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    total = None
+    for index, values in enumerate(maps):
+        height, width = values.shape[-2:]
+        widths = lowpass_widths(height, width, k_list)
+        row_mask = lowpass_row_masks(height, width, k_list, values.device)[index]
+        band = _spectrum_columns(values, widths[index]).mul_(row_mask.to(values.dtype))
+        if total is None:
+            total = band.new_zeros(*band.shape[:-1], width // 2 + 1)
+        total[..., : widths[index]] += band
+    columns = max(widths)
+    total[..., :columns] = torch.fft.ifft(total[..., :columns], dim=-2, norm='ortho')
+    return torch.fft.irfft(total, n=width, dim=-1, norm='ortho')

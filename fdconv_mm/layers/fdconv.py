@@ -7,6 +7,13 @@ element-wise (KSM), and the input's frequency bands are re-weighted before the
 convolution (FBM). Every formula, option and parameter name is fixed by SPEC-fdconv.md.
 The attribute names ``dft_weight``, ``KSM_Global``, ``KSM_Local`` and ``FBM`` are the
 original's, so that its checkpoints load.
+
+How the forward pass is organised for speed and memory (docs/benchmarks.md): the small
+attentions come from autograd as usual; the per-sample kernels (``kernel_synthesis``) and
+the FBM-modulated input (``fbm``) are built inside one autograd function
+(``sample_conv``) that keeps neither for the backward pass and rebuilds both there, with
+hand-written gradients. ``forward_as_specified`` is the specification operator by
+operator; ``torch.jit.trace`` records it.
 """
 
 import math
@@ -17,13 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .fbm import FBM_ACTS, FrequencyBandModulation
-from .frequency import (
-    FREQUENCY_ORDERS,
-    frequency_group_index,
-    kernel_to_spectrum,
-    spectrum_to_kernel,
-)
+from .frequency import FREQUENCY_ORDERS, frequency_group_index, kernel_to_spectrum
+from .kernel_synthesis import KernelSynthesis, fourier_kernels
 from .ksm import ATTENTION_ACTS, KernelSpatialModulationGlobal, KernelSpatialModulationLocal
+from .sample_conv import SampleConvGeometry, sample_conv
 
 IntOrPair = Union[int, Tuple[int, int]]
 
@@ -342,6 +346,19 @@ class FDConv(nn.Conv2d):
             ),
             persistent=False,
         )
+        # Static helpers of the forward pass (plain attributes: nothing in the state dict).
+        self.synthesis = KernelSynthesis(
+            out_channels,
+            in_channels,
+            kernel_h,
+            kernel_num,
+            param_ratio,
+            self.alpha,
+            local_act=ksm_local_act,
+            att_multi=att_multi,
+        )
+        padding = (0, 0) if self._pads_input() else self.padding
+        self.conv_geometry = SampleConvGeometry(kernel_h, self.stride, padding, self.dilation)
         if convert_param:
             weight = self.weight.detach()
             del self.weight
@@ -368,37 +385,37 @@ class FDConv(nn.Conv2d):
             return self.dft_weight
         return kernel_to_spectrum(self.weight, self.param_ratio)
 
-    def dynamic_kernel(self, group_attention: Optional[Tensor]) -> Tensor:
-        """FDW: mix the frequency groups of each sample into its spatial kernel.
+    def fourier_kernels(self, spectrum: Tensor, group_attention: Optional[Tensor]) -> Tensor:
+        """FDW: mix the frequency groups of each sample into its kernel matrix.
 
         Args:
+            spectrum (Tensor): (P, Cout*k, Cin*k // 2 + 1, 2), see :meth:`fourier_weight`.
             group_attention (Tensor | None): (B, K*P), or None for a single group.
 
         Returns:
-            Tensor: (B, Cout, Cin, k, k) in float32 (float64 for a float64 weight); B is 1
-            when ``group_attention`` is None.
+            Tensor: (B, Cout*k, Cin*k), laid out ``(co, i, ci, j)``, in float32 (float64
+            for a float64 weight); B is 1 when ``group_attention`` is None.
         """
-        spectrum = self.fourier_weight()
-        fft_dtype = torch.promote_types(spectrum.dtype, torch.float32)
         with torch.autocast(spectrum.device.type, enabled=False):
-            spectrum = spectrum.to(fft_dtype)
-            if group_attention is None:
-                mixed = self.alpha * spectrum.sum(0, keepdim=True)
-            else:
-                # Each Fourier position takes the attention of its group: one gather.
-                batch = group_attention.shape[0]
-                groups = self.frequency_groups
-                offsets = torch.arange(self.param_ratio, device=groups.device) * self.kernel_num
-                index = (groups.view(1, -1) + offsets.view(-1, 1)).view(-1)
-                attention = torch.index_select(group_attention.to(fft_dtype), 1, index)
-                attention = attention.view(batch, self.param_ratio, *groups.shape, 1)
-                mixed = (attention * self.alpha * spectrum).sum(1)
-            return spectrum_to_kernel(
-                torch.view_as_complex(mixed),
-                self.out_channels,
-                self.in_channels,
-                self.kernel_size[0],
-            )
+            return fourier_kernels(
+                spectrum,
+                group_attention,
+                self.frequency_groups,
+                self.kernel_num,
+                self.param_ratio,
+                self.alpha,
+                self.synthesis.matrix_size,
+            )[0]
+
+    def dynamic_kernel(self, group_attention: Optional[Tensor]) -> Tensor:
+        """FDW kernels of each sample: (B, Cout, Cin, k, k), a permuted view.
+
+        Args:
+            group_attention (Tensor | None): (B, K*P), or None for a single group.
+        """
+        k = self.kernel_size[0]
+        kernels = self.fourier_kernels(self.fourier_weight(), group_attention)
+        return kernels.view(-1, self.out_channels, k, self.in_channels, k).transpose(2, 3)
 
     def kernel_dominates(self, height: int, width: int) -> bool:
         """Whether the per-sample kernels outweigh the feature maps of an input size.
@@ -409,6 +426,37 @@ class FDConv(nn.Conv2d):
         kernel_size = self.out_channels * self.in_channels * self.kernel_size[0] ** 2
         return kernel_size > (self.in_channels + self.out_channels) * height * width
 
+    def _pads_input(self) -> bool:
+        """Whether the input is padded before the conv (padding modes, 'same')."""
+        return self.padding_mode != 'zeros' or isinstance(self.padding, str)
+
+    def conv_features(
+        self,
+        x: Tensor,
+        fbm_weight: Optional[Tensor],
+        fbm_bias: Optional[Tensor],
+        channel_scale: Optional[Tensor],
+    ) -> Tensor:
+        """What the per-sample kernels convolve: FBM(x), scaled by the channel attention
+        where it moved onto the features, in the conv's dtype, padded if the padding is
+        not plain zeros.
+
+        Args:
+            x (Tensor): (B, Cin, H, W).
+            fbm_weight, fbm_bias (Tensor | None): FBM's stacked weight convs, or None
+                without FBM.
+            channel_scale (Tensor | None): (B, Cin, 1, 1).
+        """
+        features = x if fbm_weight is None else self.FBM.modulate(x, fbm_weight, fbm_bias)
+        if channel_scale is not None:
+            features = features * channel_scale.to(features.dtype)
+        if torch.is_autocast_enabled(x.device.type):
+            features = features.to(torch.get_autocast_dtype(x.device.type))
+        if self._pads_input():
+            mode = 'constant' if self.padding_mode == 'zeros' else self.padding_mode
+            features = F.pad(features, self._reversed_padding_repeated_twice, mode=mode)
+        return features
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, Cin, H, W) -> (B, Cout, H', W'), H' and W' as ``nn.Conv2d``."""
         if not self.fdconv_active:
@@ -417,8 +465,64 @@ class FDConv(nn.Conv2d):
             raise ValueError(
                 f'FDConv expects input (B, {self.in_channels}, H, W), got ' f'{tuple(x.shape)}'
             )
+        if torch.jit.is_tracing():
+            return self.forward_as_specified(x)
         batch, _, height, width = x.shape
-        k = self.kernel_size[0]
+        k, cout, cin = self.kernel_size[0], self.out_channels, self.in_channels
+        pooled = x.mean(dim=(2, 3), keepdim=True)
+        channel_att, filter_att, spatial_att, group_att = self.KSM_Global(pooled)
+        on_features = self.kernel_dominates(height, width)
+        row_scale = None if spatial_att is None else spatial_att.view(batch, 1, k, 1, k)
+        column_scale = None
+        if not on_features:
+            if filter_att is not None:
+                filters = filter_att.view(batch, cout, 1, 1, 1)
+                row_scale = filters if row_scale is None else row_scale * filters
+            if channel_att is not None:
+                column_scale = channel_att.view(batch, 1, 1, cin, 1)
+
+        fbm_weight, fbm_bias = self.FBM.stacked_conv() if self.FBM is not None else (None, None)
+        feature_scale = None
+        if on_features and channel_att is not None:
+            feature_scale = channel_att.view(batch, cin, 1, 1)
+        local = self.KSM_Local
+        kernel_inputs = (
+            self.frequency_groups,
+            self.fourier_weight(),
+            group_att,
+            None if local is None else local.normalize(pooled),
+            None if local is None else local.conv.weight,
+            row_scale,
+            column_scale,
+        )
+        scale_output = on_features and filter_att is not None
+        bias = None if scale_output else self.bias
+        out = sample_conv(
+            self.conv_features,
+            self.synthesis,
+            self.conv_geometry,
+            x,
+            bias,
+            (fbm_weight, fbm_bias, feature_scale),
+            kernel_inputs,
+        )
+        if scale_output:
+            filters = filter_att.view(batch, cout, 1, 1).to(out.dtype)
+            if self.bias is None:
+                return out * filters
+            return torch.addcmul(self.bias.view(1, -1, 1, 1).to(out.dtype), out, filters)
+        return out
+
+    def forward_as_specified(self, x: Tensor) -> Tensor:
+        """SPEC sections 3-6 operator by operator: (B, Cin, H, W) -> (B, Cout, H', W').
+
+        Every attention multiplies the ``(B, Cout, Cin, k, k)`` kernels, KSM-local's Conv1d
+        and FBM's convs run in their modules, FBM transforms whole spectra. The same
+        function as :meth:`forward`, with more work and memory: it is what
+        ``torch.jit.trace`` records, so that FLOP counters count the specification's
+        operators (``fdconv_mm.analysis``).
+        """
+        batch, k = x.shape[0], self.kernel_size[0]
         pooled = x.mean(dim=(2, 3), keepdim=True)
         channel_att, filter_att, spatial_att, group_att = self.KSM_Global(pooled)
         kernel = self.dynamic_kernel(group_att)
@@ -426,40 +530,16 @@ class FDConv(nn.Conv2d):
             kernel = kernel * self.KSM_Local(pooled, spatial_att)
         elif spatial_att is not None:
             kernel = kernel * spatial_att.view(batch, 1, 1, k, k)
-        on_features = self.kernel_dominates(height, width)
-        if not on_features:
-            if channel_att is not None:
-                kernel = kernel * channel_att.view(batch, 1, self.in_channels, 1, 1)
-            if filter_att is not None:
-                kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
-        kernel = kernel.expand(batch, -1, -1, -1, -1)
-
+        if channel_att is not None:
+            kernel = kernel * channel_att.view(batch, 1, self.in_channels, 1, 1)
+        if filter_att is not None:
+            kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
         features = self.FBM(x) if self.FBM is not None else x
-        if on_features and channel_att is not None:
-            features = features * channel_att.view(batch, self.in_channels, 1, 1)
-        padding = self.padding
-        if self.padding_mode != 'zeros':
-            features = F.pad(
-                features, self._reversed_padding_repeated_twice, mode=self.padding_mode
-            )
-            padding = 0
-        scale_output = on_features and filter_att is not None
-        bias = self.bias.repeat(batch) if self.bias is not None and not scale_output else None
-        out = F.conv2d(
-            features.reshape(1, batch * self.in_channels, *features.shape[-2:]),
-            kernel.reshape(batch * self.out_channels, self.in_channels, k, k).to(features.dtype),
-            bias,
-            self.stride,
-            padding,
-            self.dilation,
-            groups=batch,
+        features = self.conv_features(features, None, None, None)
+        kernels = kernel.expand(batch, -1, -1, -1, -1).transpose(2, 3)
+        return self.conv_geometry.run(
+            features, kernels.reshape(batch, -1, self.in_channels * k), self.bias
         )
-        out = out.view(batch, self.out_channels, *out.shape[-2:])
-        if scale_output:
-            out = out * filter_att.view(batch, self.out_channels, 1, 1).to(out.dtype)
-            if self.bias is not None:
-                out = out + self.bias.view(1, -1, 1, 1).to(out.dtype)
-        return out
 
     def _load_from_state_dict(
         self, state_dict: Dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any

@@ -196,13 +196,19 @@ class KernelSpatialModulationLocal(nn.Module):
         nn.init.constant_(self.conv.weight, HEAD_INIT_STD)
         self.norm.reset_parameters()
 
+    def normalize(self, pooled: Tensor) -> Tensor:
+        """LayerNorm of the channel means: (B, Cin, 1, 1) -> (B, Cin)."""
+        return self.norm(pooled.flatten(1))
+
     def forward(self, pooled: Tensor, spatial_attention: Optional[Tensor] = None) -> Tensor:
         """Attention of every kernel element, times the spatial attention if given.
 
+        FDConv's own forward pass builds the same attention with :func:`local_logits`,
+        directly in its kernels' layout; this is the specification's Conv1d layout.
+
         Args:
             pooled (Tensor): (B, Cin, 1, 1).
-            spatial_attention (Tensor | None): (B, k, k), folded in here because it is
-                cheaper on the small logits' layout than on the kernels.
+            spatial_attention (Tensor | None): (B, k, k).
 
         Returns:
             Tensor: (B, Cout, Cin, k, k), a permuted view.
@@ -221,3 +227,60 @@ class KernelSpatialModulationLocal(nn.Module):
                 scale = spatial_attention.view(batch, 1, k, k, 1) * scale
             attention = torch.sigmoid(logits) * scale
         return attention.permute(0, 1, 4, 2, 3)
+
+
+def _spread_channels(normalized: Tensor, kernel_size: int) -> Tensor:
+    """(B, Cin) -> (B, k, Cin*k): channel ``ci`` at position ``ci*k + j`` of channel ``j``."""
+    batch, in_channels = normalized.shape
+    eye = torch.eye(kernel_size, dtype=normalized.dtype, device=normalized.device)
+    spread = normalized[:, None, :, None] * eye.unsqueeze(1)
+    return spread.reshape(batch, kernel_size, in_channels * kernel_size)
+
+
+def _conv_options(weight: Tensor, kernel_size: int) -> Tuple[int, int]:
+    """Padding and dilation of the dilated Conv1d of :func:`local_logits`."""
+    return (weight.shape[-1] - 1) // 2 * kernel_size, kernel_size
+
+
+def local_logits(normalized: Tensor, weight: Tensor, kernel_size: int) -> Tensor:
+    """KSM-local's Conv1d logits laid out as FDConv's kernel matrices.
+
+    The Conv1d (one input channel, ``Cout*k*k`` outputs ``(co, i, j)``, over the ``Cin``
+    normalized means) gives its logits as ``(co, i, j, ci)``; the kernel matrices
+    (``irfft2``'s output) are ``(co, i, ci, j)``. Spreading channel ``ci`` to position
+    ``ci*k + j`` of input channel ``j`` and dilating the Conv1d by ``k`` gives the same
+    logits directly in the matrices' layout; the ``(Cout*k*k, 1, e)`` weight is read as
+    ``(Cout*k, k, e)`` without a copy.
+
+    Args:
+        normalized (Tensor): (B, Cin).
+        weight (Tensor): (Cout*k*k, 1, e).
+        kernel_size (int): ``k``.
+
+    Returns:
+        Tensor: (B, Cout*k, Cin*k).
+    """
+    padding, dilation = _conv_options(weight, kernel_size)
+    spread = _spread_channels(normalized, kernel_size)
+    kernel = weight.view(-1, kernel_size, weight.shape[-1])
+    return F.conv1d(spread, kernel, padding=padding, dilation=dilation)
+
+
+def local_logits_backward(
+    grad: Tensor, normalized: Tensor, weight: Tensor, kernel_size: int, needs: Tuple[bool, bool]
+) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    """Gradients of :func:`local_logits`'s ``normalized`` and ``weight`` from ``grad``."""
+    padding, dilation = _conv_options(weight, kernel_size)
+    spread = _spread_channels(normalized, kernel_size)
+    kernel = weight.view(-1, kernel_size, weight.shape[-1])
+    grad_spread, grad_kernel, _ = torch.ops.aten.convolution_backward(
+        grad, spread, kernel, None, [1], [padding], [dilation], False, [0], 1, [*needs, False]
+    )
+    grad_normalized = grad_weight = None
+    if needs[0]:
+        batch, in_channels = normalized.shape
+        grad_spread = grad_spread.view(batch, kernel_size, in_channels, kernel_size)
+        grad_normalized = grad_spread.diagonal(dim1=1, dim2=3).sum(-1)
+    if needs[1]:
+        grad_weight = grad_kernel.reshape(weight.shape)
+    return grad_normalized, grad_weight

@@ -1,0 +1,37 @@
+import os.path as osp
+
+import pytest
+import torch
+
+from fdconv_mm.benchmark.model_benchmark import (
+    MODEL_PAIRS,
+    ModelPair,
+    benchmark_models,
+    config_path,
+    random_batch,
+)
+
+
+def test_config_paths_exist():
+    for pair in MODEL_PAIRS:
+        assert osp.isfile(config_path(pair.fdconv_config))
+        assert osp.isfile(config_path(pair.baseline_config))
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_random_batch_has_the_requested_images(scope):
+    batch = random_batch(scope, 2, 32)
+    assert [tuple(image.shape) for image in batch['inputs']] == [(3, 32, 32)] * 2
+    assert all(image.dtype == torch.uint8 for image in batch['inputs'])
+    assert len(batch['data_samples']) == 2
+
+
+@pytest.mark.slow  # builds and trains four ResNet-50 models once each (about 30 s)
+def test_benchmark_models_runs_both_pairs_at_a_tiny_size():
+    pairs = [ModelPair(p.name, p.fdconv_config, p.baseline_config, 64) for p in MODEL_PAIRS]
+    results = benchmark_models(torch.device('cpu'), pairs, repeat=1, warmup=0)
+    assert [r['model'] for r in results] == [p.name for p in MODEL_PAIRS]
+    for row in results:
+        assert row['FDConv_params_m'] > row['baseline_params_m']
+        for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
+            assert row[f'FDConv_{metric}'] > 0 and row[f'{metric}_ratio'] > 0
