@@ -7,25 +7,15 @@ Used to state what FDConv adds (parameters, FLOPs) to the same network built wit
 from torch import nn
 
 from ..layers import FDConv, FDConvLinear
+from ..models.backbones.fdconv_backbone import rebuild_conv
 from .fdconv_flops import is_active_fdconv
 
 
 def plain_layer(layer: FDConv) -> nn.Module:
     """An untrained ``nn.Conv2d`` (``nn.Linear`` for FDConvLinear) of ``layer``'s shape."""
-    bias = layer.bias is not None
     if isinstance(layer, FDConvLinear):
-        return nn.Linear(layer.in_channels, layer.out_channels, bias=bias)
-    return nn.Conv2d(
-        layer.in_channels,
-        layer.out_channels,
-        layer.kernel_size,
-        stride=layer.stride,
-        padding=layer.padding,
-        dilation=layer.dilation,
-        groups=layer.groups,
-        bias=bias,
-        padding_mode=layer.padding_mode,
-    )
+        return nn.Linear(layer.in_channels, layer.out_channels, bias=layer.bias is not None)
+    return rebuild_conv(layer, dict(type='Conv2d'))
 
 
 def replace_fdconv_with_plain(model: nn.Module) -> int:

@@ -27,6 +27,7 @@ def rebuild_conv(conv: nn.Conv2d, conv_cfg: Mapping[str, Any]) -> nn.Module:
         dilation=conv.dilation,
         groups=conv.groups,
         bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
     )
 
 
