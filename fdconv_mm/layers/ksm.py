@@ -10,8 +10,10 @@ import math
 from typing import Optional, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 ATTENTION_ACTS = ('sigmoid', 'tanh')
 HEAD_INIT_STD = 1e-6
@@ -113,14 +115,16 @@ class KernelSpatialModulationGlobal(nn.Module):
 
         The statistics of one value per channel are undefined; a detector trained with one
         image per GPU must still train, so a lone sample is normalized as in eval mode and
-        the running statistics are left untouched.
+        the running statistics are left untouched. This holds for every BatchNorm the layer
+        may have been converted to (mmengine's ``sync_bn``, its ``_BatchNormXd``), except a
+        ``SyncBatchNorm`` that gathers the samples of several processes.
         """
-        if self.training and hidden.shape[0] == 1 and isinstance(self.bn, nn.BatchNorm2d):
-            bn = self.bn
+        bn = self.bn
+        if self.training and hidden.shape[0] == 1 and _normalizes_samples_alone(bn):
             return F.batch_norm(
                 hidden, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
             )
-        return self.bn(hidden)
+        return bn(hidden)
 
     def forward(
         self, pooled: Tensor
@@ -155,6 +159,16 @@ class KernelSpatialModulationGlobal(nn.Module):
             else:
                 kernel = torch.sigmoid(logits) * 2 / self.num_groups
         return head(self.channel_fc), head(self.filter_fc), spatial, kernel
+
+
+def _normalizes_samples_alone(bn: nn.Module) -> bool:
+    """Whether a training-mode BatchNorm normalizes this process's samples by themselves."""
+    if not isinstance(bn, _BatchNorm) or bn.running_mean is None:
+        return False
+    if isinstance(bn, nn.SyncBatchNorm) and dist.is_available() and dist.is_initialized():
+        group = bn.process_group or dist.group.WORLD
+        return dist.get_world_size(group) == 1
+    return True
 
 
 class KernelSpatialModulationLocal(nn.Module):

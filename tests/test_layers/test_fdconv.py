@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from fdconv_mm import FDConv
 from fdconv_mm.layers.frequency import kernel_to_spectrum
@@ -84,9 +85,25 @@ def test_gradcheck_float64(randomize):
     assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-5)
 
 
-def test_batch_size_one_trains_like_eval_without_touching_statistics(randomize):
+class ConvertedBatchNorm(_BatchNorm):
+    """Like mmengine's ``_BatchNormXd``: a BatchNorm that is not a ``BatchNorm2d``."""
+
+    def _check_input_dim(self, input):
+        pass
+
+
+BATCH_NORM_CONVERSIONS = {
+    'BatchNorm2d': lambda bn: bn,
+    'SyncBatchNorm, one process': lambda bn: nn.SyncBatchNorm.convert_sync_batchnorm(bn),
+    'other _BatchNorm': lambda bn: ConvertedBatchNorm(bn.num_features),
+}
+
+
+@pytest.mark.parametrize('convert', BATCH_NORM_CONVERSIONS.values(), ids=BATCH_NORM_CONVERSIONS)
+def test_batch_size_one_trains_like_eval_without_touching_statistics(randomize, convert):
     conv = FDConv(32, 32, 3, padding=1, kernel_num=8)
     randomize(conv)
+    conv.KSM_Global.bn = convert(conv.KSM_Global.bn)
     with torch.no_grad():
         conv.KSM_Global.bn.running_mean.normal_()
         conv.KSM_Global.bn.running_var.uniform_(0.5, 2.0)
@@ -290,3 +307,19 @@ def test_sample_kernels_are_independent(randomize):
         batched = conv(x)
         single = torch.cat([conv(x[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-4)
+
+
+def test_sync_batch_norm_in_a_one_process_group_trains_on_a_single_sample(tmp_path):
+    import torch.distributed as dist
+
+    conv = FDConv(32, 32, 3, padding=1, kernel_num=4)
+    conv.KSM_Global.bn = nn.SyncBatchNorm.convert_sync_batchnorm(conv.KSM_Global.bn)
+    x = torch.randn(1, 32, 6, 6)
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        y_train = conv.train()(x)
+    finally:
+        dist.destroy_process_group()
+    assert int(conv.KSM_Global.bn.num_batches_tracked) == 0
+    with torch.no_grad():
+        torch.testing.assert_close(y_train, conv.eval()(x))
