@@ -109,7 +109,7 @@ def test_frozen_stages_keep_only_attention_trainable():
     model = DET_MODELS.build(
         dict(type='ResNetFDConv', depth=18, frozen_stages=2, conv_cfg=dict(type='FDConv'))
     )
-    model.train()
+    assert model.train() is model and model.eval() is model  # the bases return None
     for name, param in model.named_parameters():
         frozen = name.startswith(('conv1', 'bn1', 'layer1', 'layer2'))
         attention = 'KSM' in name or 'FBM' in name
@@ -122,9 +122,8 @@ def test_depths_build_and_run(depth):
     model = DET_MODELS.build(
         dict(type='ResNetFDConv', depth=depth, conv_cfg=dict(type='FDConv', kernel_num=8))
     )
-    model.eval()  # mmdet's ResNet.train() returns None
     with torch.no_grad():
-        outs = model(torch.randn(1, 3, 32, 32))
+        outs = model.eval()(torch.randn(1, 3, 32, 32))
     assert len(outs) == 4 and outs[-1].shape[1] == (512 if depth == 18 else 2048)
 
 

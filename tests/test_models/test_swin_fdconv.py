@@ -65,6 +65,7 @@ def test_frozen_swin_stages_keep_attention_trainable():
             conv_cfg=dict(type='FDConv', kernel_num=8),
         )
     )
+    assert model.train() is model  # the base returns None
     for name, param in model.named_parameters():
         frozen = name.startswith(('patch_embed', 'stages.0', 'norm0'))
         assert param.requires_grad == (not frozen or 'KSM' in name), name

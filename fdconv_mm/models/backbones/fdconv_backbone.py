@@ -58,6 +58,12 @@ class FDConvBackboneMixin:
         self._register_load_state_dict_pre_hook(self._convert_spatial_weights)
         self._freeze_stages()
 
+    def train(self, mode: bool = True) -> 'FDConvBackboneMixin':
+        """The base's ``train`` (which re-freezes stages), returning the module as
+        ``nn.Module.train`` does (mmdet's and mmseg's ResNet and Swin return None)."""
+        super().train(mode)  # type: ignore[misc]
+        return self
+
     def _keep_attention_trainable(self, frozen: nn.Module) -> None:
         """Re-enable the parameters of ``frozen`` whose name holds a ``need_grad_list`` entry."""
         for name, param in frozen.named_parameters():
