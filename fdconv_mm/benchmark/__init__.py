@@ -8,6 +8,7 @@ mmdet and mmseg; the rest needs only torch.
 from .environment import machine_info
 from .layer_benchmark import (
     RESNET50_DETECTION_SHAPES,
+    FourierKernelFloor,
     LayerShape,
     benchmark_layers,
     geometric_mean,
@@ -20,6 +21,7 @@ from .timing import MEMORY_METHODS, Timing, measure_peak_memory, measure_time
 __all__ = [
     'MEMORY_METHODS',
     'RESNET50_DETECTION_SHAPES',
+    'FourierKernelFloor',
     'LayerShape',
     'Timing',
     'benchmark_layers',

@@ -2,7 +2,9 @@
 
 The shapes are ResNet-50's in Faster R-CNN at about 800 x 1216 (batch 2, stride 1,
 padding ``k // 2``), the layer built with the released options
-``FDConv(cin, cout, k, padding=k // 2, kernel_num=64)``.
+``FDConv(cin, cout, k, padding=k // 2, kernel_num=64)``. :class:`FourierKernelFloor`
+times the least that FDConv's definition adds to a conv, a yardstick for how much of
+FDConv's time is overhead.
 """
 
 import math
@@ -10,7 +12,8 @@ from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Sequence
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..layers import FDConv
 from .timing import measure_peak_memory, measure_time, module_state_tensors
@@ -33,6 +36,42 @@ class LayerShape:
         )
 
 
+class FourierKernelFloor(nn.Module):
+    """Per-sample kernels from one ``irfft2`` of a weight spectrum, and the per-sample conv.
+
+    What any FDConv implementation computes at least (SPEC section 4): each sample's
+    ``(Cout*k) x (Cin*k)`` kernel matrix as the inverse real FFT of its own spectrum, and
+    each sample convolved with its kernel (one grouped conv); the backward pass adds the
+    per-sample weight gradients and their ``rfft2``. Nothing else: no KSM (a per-sample
+    scale of the spectrum stands in for the attentions), no FBM, no frequency groups, the
+    ``irfft2`` output used as the conv weight without its permutation, and the kernels
+    kept for the backward pass (FDConv rebuilds them there to save memory).
+
+    Args:
+        in_channels, out_channels, kernel_size (int): The conv's shape (stride 1,
+            padding ``k // 2``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.matrix_size = (out_channels * kernel_size, in_channels * kernel_size)
+        rows, cols = self.matrix_size
+        self.spectrum = nn.Parameter(torch.randn(rows, cols // 2 + 1, 2))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, Cin, H, W) -> (B, Cout, H, W)."""
+        batch, in_channels, height, width = x.shape
+        k = self.kernel_size
+        sample_scale = x.mean((1, 2, 3)).view(batch, 1, 1)
+        kernels = torch.fft.irfft2(
+            torch.view_as_complex(self.spectrum) * sample_scale, s=self.matrix_size
+        )
+        weight = kernels.view(-1, in_channels, k, k)
+        out = F.conv2d(x.reshape(1, -1, height, width), weight, None, 1, k // 2, 1, batch)
+        return out.view(batch, -1, *out.shape[-2:])
+
+
 RESNET50_DETECTION_SHAPES = (
     LayerShape(64, 64, 3, 100, 152),
     LayerShape(128, 128, 3, 50, 76),
@@ -48,6 +87,7 @@ LAYER_BUILDERS: Dict[str, Callable[[LayerShape], nn.Module]] = {
     'FDConv': lambda s: FDConv(
         s.in_channels, s.out_channels, s.kernel_size, padding=s.kernel_size // 2, kernel_num=64
     ),
+    'floor': lambda s: FourierKernelFloor(s.in_channels, s.out_channels, s.kernel_size),
 }
 
 
@@ -115,8 +155,11 @@ def benchmark_layers(
     """Every shape with :data:`LAYER_BUILDERS`, and the FDConv / Conv2d ratios.
 
     Returns:
-        dict: ``rows`` (one dict per shape: the shape, then ``{layer}_{metric}`` and
-        ``{metric}_ratio`` of FDConv over Conv2d) and ``train_ratio_geomean``.
+        dict: ``rows`` (one dict per shape: the shape, then ``{layer}_{metric}``,
+        ``{metric}_ratio`` of FDConv over Conv2d and ``floor_train_ratio``, the
+        :class:`FourierKernelFloor`'s training step over Conv2d's), and the geometric
+        means ``train_ratio_geomean``, ``forward_ratio_geomean`` and
+        ``floor_train_ratio_geomean``.
     """
     rows: List[Dict[str, object]] = []
     for shape in shapes:
@@ -127,10 +170,12 @@ def benchmark_layers(
             row.update({f'{name}_{key}': value for key, value in metrics.items()})
         for metric in ('forward_ms', 'train_ms', 'train_peak_mb'):
             row[f'{metric}_ratio'] = row[f'FDConv_{metric}'] / row[f'Conv2d_{metric}']
+        row['floor_train_ratio'] = row['floor_train_ms'] / row['Conv2d_train_ms']
         rows.append(row)
     return dict(
         batch_size=batch_size,
         rows=rows,
         train_ratio_geomean=geometric_mean([row['train_ms_ratio'] for row in rows]),
         forward_ratio_geomean=geometric_mean([row['forward_ms_ratio'] for row in rows]),
+        floor_train_ratio_geomean=geometric_mean([row['floor_train_ratio'] for row in rows]),
     )

@@ -32,11 +32,14 @@ def _format_cell(value: Any) -> str:
 
 
 def layer_table(result: Dict[str, Any]) -> str:
-    """FDConv / Conv2d per shape, then the geometric means of the time ratios."""
+    """FDConv / Conv2d per shape, then the geometric means of the time ratios.
+
+    *floor* is :class:`~.layer_benchmark.FourierKernelFloor`'s training step.
+    """
     headers = [
         'Cin', 'Cout', 'k', 'H x W',
         'Conv2d fwd ms', 'FDConv fwd ms', 'fwd x',
-        'Conv2d train ms', 'FDConv train ms', 'train x',
+        'Conv2d train ms', 'FDConv train ms', 'train x', 'floor train ms', 'floor x',
         'Conv2d peak MB', 'FDConv peak MB', 'mem x',
     ]  # fmt: skip
     rows: List[List[Any]] = []
@@ -47,13 +50,15 @@ def layer_table(result: Dict[str, Any]) -> str:
                 f"{r['height']} x {r['width']}",
                 r['Conv2d_forward_ms'], r['FDConv_forward_ms'], r['forward_ms_ratio'],
                 r['Conv2d_train_ms'], r['FDConv_train_ms'], r['train_ms_ratio'],
+                r['floor_train_ms'], r['floor_train_ratio'],
                 r['Conv2d_train_peak_mb'], r['FDConv_train_peak_mb'], r['train_peak_mb_ratio'],
             ]
         )  # fmt: skip
     summary = (
         f"Geometric mean of FDConv / Conv2d over {len(rows)} shapes (batch "
         f"{result['batch_size']}): training step {result['train_ratio_geomean']:.2f}x, "
-        f"forward {result['forward_ratio_geomean']:.2f}x"
+        f"forward {result['forward_ratio_geomean']:.2f}x; floor (kernel irfft2 + per-sample "
+        f"conv only) training step {result['floor_train_ratio_geomean']:.2f}x"
     )
     return format_table(headers, rows) + '\n\n' + summary
 

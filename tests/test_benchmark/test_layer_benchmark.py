@@ -2,12 +2,15 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fdconv_mm.benchmark import (
     RESNET50_DETECTION_SHAPES,
+    FourierKernelFloor,
     LayerShape,
     benchmark_layers,
     geometric_mean,
+    layer_table,
 )
 
 
@@ -22,18 +25,39 @@ def test_the_issue_shapes():
     ]
 
 
-def test_geometric_mean_of_one_value_is_the_value():
+def test_geometric_mean():
     assert geometric_mean([3.0]) == pytest.approx(3.0)
+    assert geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
 
 
-def test_benchmark_layers_measures_both_layers_on_small_shapes():
+@pytest.mark.parametrize('kernel_size', [1, 3])
+def test_floor_convolves_each_sample_with_the_irfft2_of_its_scaled_spectrum(kernel_size):
+    torch.manual_seed(0)
+    cin, cout, k = 3, 4, kernel_size
+    floor = FourierKernelFloor(cin, cout, k).double()
+    x = torch.randn(2, cin, 5, 6, dtype=torch.float64, requires_grad=True)
+    out = floor(x)
+    for b in range(2):
+        spectrum = torch.complex(floor.spectrum[..., 0], floor.spectrum[..., 1])
+        matrix = torch.fft.irfft2(spectrum * x[b].mean(), s=(cout * k, cin * k))
+        expected = F.conv2d(x[b : b + 1], matrix.reshape(cout, cin, k, k), padding=k // 2)
+        torch.testing.assert_close(out[b : b + 1], expected)
+    out.sum().backward()
+    assert floor.spectrum.grad.abs().sum() > 0 and x.grad.abs().sum() > 0
+
+
+def test_benchmark_layers_measures_every_layer_and_the_ratios():
     shapes = (LayerShape(24, 32, 3, 6, 7), LayerShape(32, 24, 1, 5, 4))
     result = benchmark_layers(torch.device('cpu'), shapes, batch_size=2, repeat=1, warmup=0)
     assert len(result['rows']) == 2
     for row in result['rows']:
-        for layer in ('Conv2d', 'FDConv'):
+        for layer in ('Conv2d', 'FDConv', 'floor'):
             assert row[f'{layer}_forward_ms'] > 0 and row[f'{layer}_train_ms'] > 0
             assert row[f'{layer}_train_peak_mb'] > 0
         assert row['train_ms_ratio'] == row['FDConv_train_ms'] / row['Conv2d_train_ms']
+        assert row['floor_train_ratio'] == row['floor_train_ms'] / row['Conv2d_train_ms']
     ratios = [row['train_ms_ratio'] for row in result['rows']]
     assert result['train_ratio_geomean'] == pytest.approx(math.sqrt(ratios[0] * ratios[1]))
+    floors = [row['floor_train_ratio'] for row in result['rows']]
+    assert result['floor_train_ratio_geomean'] == pytest.approx(math.sqrt(floors[0] * floors[1]))
+    assert len(layer_table(result).splitlines()) == 6
