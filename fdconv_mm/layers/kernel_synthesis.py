@@ -140,8 +140,10 @@ class KernelSynthesis:
             if local is not None:
                 through.mul_(local)
             for index, scale, other in ((5, row_scale, column_scale), (6, column_scale, row_scale)):
-                if needs[index]:
-                    other = sigmoid_multi if other is None else other.to(dtype) * sigmoid_multi
+                if needs[index] and other is None:  # sum first: no kernel-sized product
+                    grads[index] = through.sum_to_size(scale.shape) * sigmoid_multi
+                elif needs[index]:
+                    other = other.to(dtype) * sigmoid_multi
                     grads[index] = (through * other).sum_to_size(scale.shape)
             if local is not None and (needs[3] or needs[4]):
                 # through = dL/dh * h; dh/dz = h (1 - h) (sigmoid), h (2 - h) (1 + tanh)
