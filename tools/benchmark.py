@@ -24,6 +24,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--repeat', type=int, help='timed runs (default: 10 layers, 5 models)')
     parser.add_argument('--warmup', type=int, help='untimed runs first (default: 3 / 2)')
     parser.add_argument('--threads', type=int, default=2, help='torch.set_num_threads (CPU)')
+    parser.add_argument(
+        '--image-size',
+        type=int,
+        help='square image size of every model (default: 320 Faster R-CNN, 256 UPerNet)',
+    )
     parser.add_argument('--json', help='write all results to this JSON file')
     part = parser.add_mutually_exclusive_group()
     part.add_argument('--layers-only', action='store_true', help='skip the models')
@@ -47,6 +52,7 @@ def main() -> None:
         models=not args.layers_only,
         repeat=args.repeat,
         warmup=args.warmup,
+        image_size=args.image_size,
     )
     print(format_report(results))
     if args.json:

@@ -29,8 +29,10 @@ def run_suite(
     models: bool = True,
     repeat: Optional[int] = None,
     warmup: Optional[int] = None,
+    image_size: Optional[int] = None,
 ) -> Dict[str, Any]:
-    """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults."""
+    """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults,
+    ``image_size`` None: each model's reduced size."""
     results: Dict[str, Any] = dict(
         machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
     )
@@ -47,6 +49,7 @@ def run_suite(
             device,
             repeat=repeat or MODEL_DEFAULTS['repeat'],
             warmup=MODEL_DEFAULTS['warmup'] if warmup is None else warmup,
+            image_size=image_size,
         )
     results['machine']['load_average_1min_end'] = machine_info(device)['load_average_1min']
     return results

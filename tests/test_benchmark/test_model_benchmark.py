@@ -5,7 +5,6 @@ import torch
 
 from fdconv_mm.benchmark.model_benchmark import (
     MODEL_PAIRS,
-    ModelPair,
     benchmark_models,
     config_path,
     random_batch,
@@ -28,10 +27,10 @@ def test_random_batch_has_the_requested_images(scope):
 
 @pytest.mark.slow  # builds and trains four ResNet-50 models once each (about 30 s)
 def test_benchmark_models_runs_both_pairs_at_a_tiny_size():
-    pairs = [ModelPair(p.name, p.fdconv_config, p.baseline_config, 64) for p in MODEL_PAIRS]
-    results = benchmark_models(torch.device('cpu'), pairs, repeat=1, warmup=0)
+    results = benchmark_models(torch.device('cpu'), repeat=1, warmup=0, image_size=64)
     assert [r['model'] for r in results] == [p.name for p in MODEL_PAIRS]
     for row in results:
+        assert row['image_size'] == 64
         assert row['FDConv_params_m'] > row['baseline_params_m']
         for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
             assert row[f'FDConv_{metric}'] > 0 and row[f'{metric}_ratio'] > 0
