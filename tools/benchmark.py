@@ -12,6 +12,7 @@ import os
 import warnings
 
 import torch
+from mmengine.config import DictAction
 
 from fdconv_mm.benchmark import format_report, resolve_device, run_suite
 
@@ -28,6 +29,13 @@ def parse_args() -> argparse.Namespace:
         '--image-size',
         type=int,
         help='square image size of every model (default: 320 Faster R-CNN, 256 UPerNet)',
+    )
+    parser.add_argument(
+        '--fdconv-cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the FDConv model configs (not the baselines), as '
+        "tools/train.py's --cfg-options, e.g. model.backbone.need_grad_list=[]",
     )
     parser.add_argument('--json', help='write all results to this JSON file')
     part = parser.add_mutually_exclusive_group()
@@ -53,6 +61,7 @@ def main() -> None:
         repeat=args.repeat,
         warmup=args.warmup,
         image_size=args.image_size,
+        fdconv_options=args.fdconv_cfg_options,
     )
     print(format_report(results))
     if args.json:

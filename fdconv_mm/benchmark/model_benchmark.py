@@ -67,9 +67,16 @@ def config_path(config: str) -> str:
     return str(CONFIG_ROOT / config)
 
 
-def build_model(config: str, image_size: int) -> Tuple[nn.Module, str]:
-    """The config's model (not initialized, SyncBN as BN, for square inputs) and scope."""
+def build_model(
+    config: str, image_size: int, options: Optional[Dict[str, Any]] = None
+) -> Tuple[nn.Module, str]:
+    """The config's model (not initialized, SyncBN as BN, for square inputs) and scope.
+
+    ``options`` are merged into the config first, as ``--cfg-options`` are.
+    """
     cfg = Config.fromfile(config_path(config))
+    if options:
+        cfg.merge_from_dict(options)
     scope = cfg.default_scope
     if scope == 'mmseg':
         # mmseg pads every training batch to the crop size (512): keep the reduced size.
@@ -153,11 +160,13 @@ def benchmark_models(
     repeat: int = 5,
     warmup: int = 2,
     image_size: Optional[int] = None,
+    fdconv_options: Optional[Dict[str, Any]] = None,
 ) -> List[Dict[str, Any]]:
     """Each pair's baseline and FDConv model, and the FDConv / baseline ratios.
 
     ``image_size`` replaces every pair's own (reduced) size, e.g. 800 or 512 for the
-    training sizes of COCO and ADE20K.
+    training sizes of COCO and ADE20K; ``fdconv_options`` (``--cfg-options`` style) change
+    the FDConv configs, e.g. ``{'model.backbone.need_grad_list': []}``.
     """
     results = []
     for pair in pairs:
@@ -169,10 +178,15 @@ def benchmark_models(
             infer_batch=infer_batch,
             baseline_config=pair.baseline_config,
             fdconv_config=pair.fdconv_config,
+            fdconv_options=dict(fdconv_options or {}),
         )
-        for variant, config in (('baseline', pair.baseline_config), ('FDConv', pair.fdconv_config)):
+        variants = (
+            ('baseline', pair.baseline_config, None),
+            ('FDConv', pair.fdconv_config, fdconv_options),
+        )
+        for variant, config, options in variants:
             torch.manual_seed(0)
-            model, scope = build_model(config, size)
+            model, scope = build_model(config, size, options)
             metrics = measure_model(
                 model, scope, size, device, train_batch, infer_batch, repeat, warmup
             )

@@ -30,9 +30,11 @@ def run_suite(
     repeat: Optional[int] = None,
     warmup: Optional[int] = None,
     image_size: Optional[int] = None,
+    fdconv_options: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults,
-    ``image_size`` None: each model's reduced size."""
+    ``image_size`` None: each model's reduced size; ``fdconv_options``: merged into the
+    FDConv model configs."""
     results: Dict[str, Any] = dict(
         machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
     )
@@ -50,6 +52,7 @@ def run_suite(
             repeat=repeat or MODEL_DEFAULTS['repeat'],
             warmup=MODEL_DEFAULTS['warmup'] if warmup is None else warmup,
             image_size=image_size,
+            fdconv_options=fdconv_options,
         )
     results['machine']['load_average_1min_end'] = machine_info(device)['load_average_1min']
     return results

@@ -6,6 +6,7 @@ import torch
 from fdconv_mm.benchmark.model_benchmark import (
     MODEL_PAIRS,
     benchmark_models,
+    build_model,
     config_path,
     random_batch,
 )
@@ -23,6 +24,18 @@ def test_random_batch_has_the_requested_images(scope):
     assert [tuple(image.shape) for image in batch['inputs']] == [(3, 32, 32)] * 2
     assert all(image.dtype == torch.uint8 for image in batch['inputs'])
     assert len(batch['data_samples']) == 2
+
+
+def test_options_change_the_fdconv_config_before_it_is_built():
+    config = MODEL_PAIRS[0].fdconv_config
+    default, _ = build_model(config, 64)
+    changed, scope = build_model(config, 64, {'model.backbone.need_grad_list': []})
+    assert scope == 'mmdet'
+
+    def trainable_in_layer1(model):
+        return [n for n, p in model.backbone.layer1.named_parameters() if p.requires_grad]
+
+    assert trainable_in_layer1(default) and not trainable_in_layer1(changed)
 
 
 @pytest.mark.slow  # builds and trains four ResNet-50 models once each (about 30 s)
