@@ -81,8 +81,7 @@ class ResNetFDConv(ResNetFDConvMixin, DetResNet):
     Example:
         >>> import torch
         >>> model = ResNetFDConv(depth=18, conv_cfg=dict(type='FDConv', kernel_num=8))
-        >>> model.eval()
-        >>> [tuple(out.shape) for out in model(torch.rand(1, 3, 64, 64))]
+        >>> [tuple(out.shape) for out in model.eval()(torch.rand(1, 3, 64, 64))]
         [(1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
     """
 
