@@ -2,7 +2,8 @@
 
 Each model is built from its config with the library's registry, *not* initialized (no
 ``init_weights``: the configs' pretrained files need not exist; timing does not depend on
-the values), SyncBN reverted to BN, and run on random images of a reduced size:
+the values), SyncBN reverted to BN, and run on random images of a reduced size, the
+baseline's and the FDConv model's steps in alternating rounds:
 
 * training iteration: ``model.train_step`` (pre-processing, forward, loss, backward, SGD
   update) on a batch of ``train_batch`` images (UPerNet's pooling BN needs at least 2);
@@ -28,7 +29,7 @@ from mmengine.structures import PixelData
 from mmengine.utils import get_installed_path
 from torch import nn
 
-from .timing import measure_peak_memory, measure_time, module_state_tensors
+from .timing import measure_interleaved, measure_peak_memory, module_state_tensors
 
 CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
 
@@ -109,47 +110,87 @@ def random_batch(scope: str, batch_size: int, image_size: int, seed: int = 0) ->
     return dict(inputs=inputs, data_samples=samples)
 
 
-def measure_model(
-    model: nn.Module,
-    scope: str,
-    image_size: int,
-    device: torch.device,
-    train_batch: int = 2,
-    infer_batch: int = 1,
-    repeat: int = 5,
-    warmup: int = 2,
-) -> Dict[str, float]:
-    """Training iteration and inference medians, and the training peak memory.
+@dataclass
+class ModelSteps:
+    """A model's training and inference steps on fixed random batches."""
+
+    model: nn.Module
+    optim_wrapper: OptimWrapper
+    train_data: Dict[str, Any]
+    infer_data: Dict[str, Any]
+
+    @classmethod
+    def prepare(
+        cls,
+        model: nn.Module,
+        scope: str,
+        image_size: int,
+        device: torch.device,
+        train_batch: int = 2,
+        infer_batch: int = 1,
+    ) -> 'ModelSteps':
+        """The model on ``device`` with SGD and batches of ``image_size`` images."""
+        model = model.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        return cls(
+            model,
+            OptimWrapper(optimizer),
+            random_batch(scope, train_batch, image_size),
+            random_batch(scope, infer_batch, image_size, seed=1),
+        )
+
+    def train_step(self) -> None:
+        """``model.train_step``: pre-processing, forward, loss, backward, SGD update."""
+        self.model.train_step(self.train_data, self.optim_wrapper)
+
+    def inference(self) -> None:
+        """``model.test_step`` without autograd."""
+        with torch.no_grad():
+            self.model.test_step(self.infer_data)
+
+    def resident(self) -> List[torch.Tensor]:
+        """What a training step starts with: model and optimizer state, input images."""
+        state = module_state_tensors(self.model, self.optim_wrapper.optimizer)
+        return state + list(self.train_data['inputs'])
+
+    @property
+    def params_m(self) -> float:
+        return sum(p.numel() for p in self.model.parameters()) / 1e6
+
+
+def measure_models(
+    models: Dict[str, ModelSteps], device: torch.device, repeat: int = 5, warmup: int = 2
+) -> Dict[str, Dict[str, float]]:
+    """Training iteration and inference medians (the models in alternating rounds), and
+    each model's training peak memory.
 
     Returns:
-        dict: ``train_ms``, ``infer_ms``, ``train_peak_mb`` and ``params_m``.
+        dict: per name, ``train_ms``, ``infer_ms``, ``train_peak_mb`` and ``params_m``.
     """
-    model = model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
-    optim_wrapper = OptimWrapper(optimizer)
-    train_data = random_batch(scope, train_batch, image_size)
-    infer_data = random_batch(scope, infer_batch, image_size, seed=1)
-
-    def train_step() -> None:
-        model.train_step(train_data, optim_wrapper)
-
-    def inference() -> None:
-        with torch.no_grad():
-            model.test_step(infer_data)
-
-    model.train()
-    train_time = measure_time(train_step, device, repeat, warmup)
-    resident = module_state_tensors(model, optimizer) + list(train_data['inputs'])
-    peak = measure_peak_memory(train_step, device, resident)
-    model.eval()
-    infer_time = measure_time(inference, device, repeat, warmup)
-    return dict(
-        train_ms=train_time.median_ms,
-        infer_ms=infer_time.median_ms,
-        train_peak_mb=peak / 2**20,
-        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+    for steps in models.values():
+        steps.model.train()
+    train = measure_interleaved(
+        {name: steps.train_step for name, steps in models.items()}, device, repeat, warmup
     )
+    peaks = {
+        name: measure_peak_memory(steps.train_step, device, steps.resident())
+        for name, steps in models.items()
+    }
+    for steps in models.values():
+        steps.model.eval()
+    infer = measure_interleaved(
+        {name: steps.inference for name, steps in models.items()}, device, repeat, warmup
+    )
+    return {
+        name: dict(
+            train_ms=train[name].median_ms,
+            infer_ms=infer[name].median_ms,
+            train_peak_mb=peaks[name] / 2**20,
+            params_m=steps.params_m,
+        )
+        for name, steps in models.items()
+    }
 
 
 def benchmark_models(
@@ -184,14 +225,16 @@ def benchmark_models(
             ('baseline', pair.baseline_config, None),
             ('FDConv', pair.fdconv_config, fdconv_options),
         )
+        models = {}
         for variant, config, options in variants:
             torch.manual_seed(0)
             model, scope = build_model(config, size, options)
-            metrics = measure_model(
-                model, scope, size, device, train_batch, infer_batch, repeat, warmup
+            models[variant] = ModelSteps.prepare(
+                model, scope, size, device, train_batch, infer_batch
             )
+        for variant, metrics in measure_models(models, device, repeat, warmup).items():
             row.update({f'{variant}_{key}': value for key, value in metrics.items()})
-            del model
+        del models
         for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
             row[f'{metric}_ratio'] = row[f'FDConv_{metric}'] / row[f'baseline_{metric}']
         results.append(row)

@@ -1,14 +1,16 @@
-"""Wall-clock time and peak memory of a callable, on the CPU or a CUDA device.
+"""Wall-clock time and peak memory of callables, on the CPU or a CUDA device.
 
 Time: the median of ``repeat`` calls after ``warmup`` calls, with ``torch.cuda.synchronize``
-around each call on CUDA. Memory: the peak of a call, on top of what was alive before it
-(see :data:`MEMORY_METHODS`).
+around each call on CUDA; callables compared with each other run in alternating rounds
+(:func:`measure_interleaved`), so that a machine's slow drifts reach all of them alike.
+Memory: the peak of a call, on top of what was alive before it (see
+:data:`MEMORY_METHODS`).
 """
 
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional
+from typing import Callable, Dict, Iterable, Mapping, Optional
 
 import torch
 from torch import Tensor
@@ -21,8 +23,9 @@ MEMORY_METHODS = {
         'torch.profiler(profile_memory=True) records during one step'
     ),
     'cuda': (
-        'CUDA peak = torch.cuda.max_memory_allocated() over one step, after '
-        'torch.cuda.reset_peak_memory_stats() (everything allocated on the device)'
+        'CUDA peak = bytes alive before the step (as on the CPU) + '
+        'torch.cuda.max_memory_allocated() during one step (after '
+        'torch.cuda.reset_peak_memory_stats()) - torch.cuda.memory_allocated() before it'
     ),
 }
 
@@ -53,17 +56,40 @@ def measure_time(
     setup: Optional[Callable[[], None]] = None,
 ) -> Timing:
     """Time ``step``; ``setup`` (e.g. dropping gradients) runs untimed before each call."""
-    samples = []
+    setups = None if setup is None else {'step': setup}
+    return measure_interleaved({'step': step}, device, repeat, warmup, setups)['step']
+
+
+def measure_interleaved(
+    steps: Mapping[str, Callable[[], object]],
+    device: torch.device,
+    repeat: int = 10,
+    warmup: int = 3,
+    setups: Optional[Mapping[str, Callable[[], None]]] = None,
+) -> Dict[str, Timing]:
+    """Time several steps in ``warmup + repeat`` rounds of one call each, in alternating
+    order (forward in even rounds, backward in odd ones), each ``setups[name]`` untimed
+    before its step.
+
+    Returns:
+        dict: a :class:`Timing` per name of ``steps``.
+    """
+    names = list(steps)
+    samples: Dict[str, list] = {name: [] for name in names}
     for index in range(warmup + repeat):
-        if setup is not None:
-            setup()
-        synchronize(device)
-        start = time.perf_counter()
-        step()
-        synchronize(device)
-        if index >= warmup:
-            samples.append(time.perf_counter() - start)
-    return Timing(statistics.median(samples), min(samples), tuple(samples))
+        for name in names if index % 2 == 0 else reversed(names):
+            if setups is not None and name in setups:
+                setups[name]()
+            synchronize(device)
+            start = time.perf_counter()
+            steps[name]()
+            synchronize(device)
+            if index >= warmup:
+                samples[name].append(time.perf_counter() - start)
+    return {
+        name: Timing(statistics.median(times), min(times), tuple(times))
+        for name, times in samples.items()
+    }
 
 
 def tensor_bytes(tensors: Iterable[Optional[Tensor]]) -> int:
@@ -118,13 +144,14 @@ def measure_peak_memory(
     Args:
         step: The call to measure.
         device: Where it runs.
-        resident: On the CPU, the tensors alive before the step that count in the peak
-            (on CUDA the allocator counts everything on the device).
+        resident: The tensors alive before the step that count in the peak (whatever
+            else is alive, e.g. another model being compared, does not).
     """
     if device.type == 'cuda':
         synchronize(device)
+        before = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
         synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
+        return tensor_bytes(resident) + torch.cuda.max_memory_allocated(device) - before
     return tensor_bytes(resident) + _profiled_peak_bytes(step)

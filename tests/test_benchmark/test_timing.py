@@ -1,7 +1,7 @@
 import torch
 
 from fdconv_mm.benchmark import measure_peak_memory, measure_time
-from fdconv_mm.benchmark.timing import tensor_bytes
+from fdconv_mm.benchmark.timing import measure_interleaved, tensor_bytes
 
 CPU = torch.device('cpu')
 
@@ -14,6 +14,16 @@ def test_measure_time_runs_warmup_and_repeats_with_setup():
     assert calls == ['setup', 'step'] * 6
     assert len(timing.samples) == 4 and 0 <= timing.minimum <= timing.median
     assert timing.median_ms == timing.median * 1e3
+
+
+def test_interleaved_steps_alternate_their_order_round_by_round():
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in 'ab'}
+    timings = measure_interleaved(
+        steps, CPU, repeat=3, warmup=1, setups={'b': lambda: calls.append('setup b')}
+    )
+    assert calls == ['a', 'setup b', 'b', 'setup b', 'b', 'a'] * 2
+    assert [len(timings[name].samples) for name in 'ab'] == [3, 3]
 
 
 def test_cpu_peak_counts_the_step_and_the_resident_tensors():
