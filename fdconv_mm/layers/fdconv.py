@@ -24,7 +24,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .fbm import FBM_ACTS, FrequencyBandModulation
-from .frequency import FREQUENCY_ORDERS, frequency_group_index, kernel_to_spectrum
+from .frequency import (
+    FREQUENCY_ORDERS,
+    frequency_group_index,
+    kernel_to_matrix,
+    kernel_to_spectrum,
+    matrix_to_kernel,
+)
 from .kernel_synthesis import KernelSynthesis, fourier_kernels
 from .ksm import ATTENTION_ACTS, KernelSpatialModulationGlobal, KernelSpatialModulationLocal
 from .sample_conv import SampleConvGeometry, sample_conv
@@ -413,9 +419,8 @@ class FDConv(nn.Conv2d):
         Args:
             group_attention (Tensor | None): (B, K*P), or None for a single group.
         """
-        k = self.kernel_size[0]
         kernels = self.fourier_kernels(self.fourier_weight(), group_attention)
-        return kernels.view(-1, self.out_channels, k, self.in_channels, k).transpose(2, 3)
+        return matrix_to_kernel(kernels, self.kernel_size[0])
 
     def kernel_dominates(self, height: int, width: int) -> bool:
         """Whether the per-sample kernels outweigh the feature maps of an input size.
@@ -536,10 +541,8 @@ class FDConv(nn.Conv2d):
             kernel = kernel * filter_att.view(batch, self.out_channels, 1, 1, 1)
         features = self.FBM(x) if self.FBM is not None else x
         features = self.conv_features(features, None, None, None)
-        kernels = kernel.expand(batch, -1, -1, -1, -1).transpose(2, 3)
-        return self.conv_geometry.run(
-            features, kernels.reshape(batch, -1, self.in_channels * k), self.bias
-        )
+        kernels = kernel_to_matrix(kernel.expand(batch, -1, -1, -1, -1))
+        return self.conv_geometry.run(features, kernels, self.bias)
 
     def _load_from_state_dict(
         self, state_dict: Dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any

@@ -134,10 +134,26 @@ def lowpass_row_masks(
     return lowpass_masks(height, width, k_list)[:, :, :1].float().to(device)
 
 
+def kernel_to_matrix(kernel: Tensor) -> Tensor:
+    """The weight matrix of SPEC section 4: (..., Cout, Cin, kh, kw) -> (..., Cout*kh, Cin*kw),
+    row ``co*kh + i``, column ``ci*kw + j`` (a copy unless the layout allows a view)."""
+    *lead, out_channels, in_channels, kernel_h, kernel_w = kernel.shape
+    matrix = kernel.transpose(-3, -2)
+    return matrix.reshape(*lead, out_channels * kernel_h, in_channels * kernel_w)
+
+
+def matrix_to_kernel(matrix: Tensor, kernel_size: int) -> Tensor:
+    """Inverse of :func:`kernel_to_matrix` for square kernels, a permuted view:
+    (..., Cout*k, Cin*k) -> (..., Cout, Cin, k, k)."""
+    *lead, rows, cols = matrix.shape
+    k = kernel_size
+    return matrix.reshape(*lead, rows // k, k, cols // k, k).transpose(-3, -2)
+
+
 def kernel_to_spectrum(weight: Tensor, param_ratio: int = 1) -> Tensor:
     """Convert a spatial conv weight to FDConv's ``dft_weight`` (SPEC section 7).
 
-    The weight is laid out as the ``(Cout*k, Cin*k)`` matrix ``W.permute(0, 2, 1, 3)``,
+    The weight is laid out as the ``(Cout*k, Cin*k)`` matrix (:func:`kernel_to_matrix`),
     transformed with ``rfft2`` in (at least) float32 and divided by ``min(Cin, Cout) // 2``.
 
     Args:
@@ -147,8 +163,8 @@ def kernel_to_spectrum(weight: Tensor, param_ratio: int = 1) -> Tensor:
     Returns:
         Tensor: (P, Cout*k, Cin*k // 2 + 1, 2), real and imaginary parts.
     """
-    out_channels, in_channels, kernel_h, kernel_w = weight.shape
-    matrix = weight.permute(0, 2, 1, 3).reshape(out_channels * kernel_h, in_channels * kernel_w)
+    out_channels, in_channels = weight.shape[:2]
+    matrix = kernel_to_matrix(weight)
     fft_dtype = torch.promote_types(matrix.dtype, torch.float32)
     spectrum = torch.view_as_real(torch.fft.rfft2(matrix.to(fft_dtype)))
     spectrum = spectrum / (min(out_channels, in_channels) // 2)
@@ -167,7 +183,4 @@ def spectrum_to_kernel(
         Tensor: real, (B, Cout, Cin, k, k).
     """
     rows, cols = out_channels * kernel_size, in_channels * kernel_size
-    matrix = torch.fft.irfft2(spectrum, s=(rows, cols))
-    return matrix.view(-1, out_channels, kernel_size, in_channels, kernel_size).permute(
-        0, 1, 3, 2, 4
-    )
+    return matrix_to_kernel(torch.fft.irfft2(spectrum, s=(rows, cols)), kernel_size)

@@ -20,6 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .frequency import kernel_to_matrix, matrix_to_kernel
+
 Pair = Tuple[int, int]
 
 
@@ -39,17 +41,13 @@ class SampleConvGeometry:
 
     def conv_weight(self, kernels: Tensor, batch: int) -> Tensor:
         """Kernel matrices (B or 1, Cout*k, Cin*k) -> grouped weight (B*Cout, Cin, k, k)."""
-        k = self.kernel_size
         rows, cols = kernels.shape[-2:]
-        kernels = kernels.expand(batch, rows, cols).reshape(batch, rows // k, k, cols // k, k)
-        return kernels.transpose(2, 3).reshape(batch * rows // k, cols // k, k, k)
+        kernels = matrix_to_kernel(kernels.expand(batch, rows, cols), self.kernel_size)
+        return kernels.reshape(-1, *kernels.shape[-3:])
 
     def kernel_grad(self, grad_weight: Tensor, batch: int) -> Tensor:
         """Gradient of :meth:`conv_weight`'s output -> kernel matrices (B, Cout*k, Cin*k)."""
-        k = self.kernel_size
-        out_channels, in_channels = grad_weight.shape[0] // batch, grad_weight.shape[1]
-        grad = grad_weight.view(batch, out_channels, in_channels, k, k).transpose(2, 3)
-        return grad.reshape(batch, out_channels * k, in_channels * k)
+        return kernel_to_matrix(grad_weight.view(batch, -1, *grad_weight.shape[1:]))
 
     @staticmethod
     def conv_input(features: Tensor) -> Tensor:
