@@ -42,8 +42,16 @@ class SampleConvGeometry:
     def conv_weight(self, kernels: Tensor, batch: int) -> Tensor:
         """Kernel matrices (B or 1, Cout*k, Cin*k) -> grouped weight (B*Cout, Cin, k, k)."""
         rows, cols = kernels.shape[-2:]
-        kernels = matrix_to_kernel(kernels.expand(batch, rows, cols), self.kernel_size)
-        return kernels.reshape(-1, *kernels.shape[-3:])
+        k = self.kernel_size
+        kernels = matrix_to_kernel(kernels.expand(batch, rows, cols), k)
+        if k == 1:
+            return kernels.reshape(-1, *kernels.shape[-3:])
+        # One copy per kernel row i: 2-4x faster here than one permuted copy (whose
+        # innermost loop runs over only k elements), e.g. 1.5 against 5.4 ms at 512 -> 512.
+        weight = kernels.new_empty(kernels.shape)
+        for i in range(k):
+            weight[..., i, :].copy_(kernels[..., i, :])
+        return weight.view(-1, *weight.shape[-3:])
 
     def kernel_grad(self, grad_weight: Tensor, batch: int) -> Tensor:
         """Gradient of :meth:`conv_weight`'s output -> kernel matrices (B, Cout*k, Cin*k)."""
