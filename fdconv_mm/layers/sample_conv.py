@@ -60,7 +60,13 @@ class SampleConvGeometry:
     @staticmethod
     def conv_input(features: Tensor) -> Tensor:
         """(B, Cin, H, W) -> (1, B*Cin, H, W), the grouped conv's input."""
-        return features.reshape(1, -1, *features.shape[-2:])
+        grouped = features.reshape(1, -1, *features.shape[-2:])
+        if torch.compiler.is_compiling():
+            # Inductor (torch 2.13) cannot order the strides of this view under dynamic
+            # shapes ("cannot determine truth value of Relational", from the second input
+            # size on; pytorch/pytorch#185510): a pointwise op gives the conv its own buffer.
+            grouped = grouped + 0
+        return grouped
 
     def run(self, features: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
         """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (B, Cout, H', W')."""
