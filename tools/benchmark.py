@@ -37,6 +37,12 @@ def parse_args() -> argparse.Namespace:
         help='override settings of the FDConv model configs (not the baselines), as '
         "tools/train.py's --cfg-options, e.g. model.backbone.need_grad_list=[]",
     )
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='time every layer (Conv2d, FDConv, floor) as torch.compile(layer); the '
+        'models stay eager',
+    )
     parser.add_argument('--json', help='write all results to this JSON file')
     part = parser.add_mutually_exclusive_group()
     part.add_argument('--layers-only', action='store_true', help='skip the models')
@@ -62,6 +68,7 @@ def main() -> None:
         warmup=args.warmup,
         image_size=args.image_size,
         fdconv_options=args.fdconv_cfg_options,
+        compile_layers=args.compile,
     )
     print(format_report(results))
     if args.json:

@@ -151,8 +151,12 @@ def benchmark_layers(
     batch_size: int = 2,
     repeat: int = 10,
     warmup: int = 3,
+    compile_layers: bool = False,
 ) -> Dict[str, object]:
     """Every shape with :data:`LAYER_BUILDERS`, and the FDConv / Conv2d ratios.
+
+    With ``compile_layers``, every layer is timed as ``torch.compile(layer)`` (inductor), each
+    compiled afresh for its static shape; the warm-up runs include the compilations.
 
     Returns:
         dict: ``rows`` (one dict per shape: the shape, then ``{layer}_{metric}``,
@@ -166,7 +170,11 @@ def benchmark_layers(
         row: Dict[str, object] = dict(asdict(shape))
         for name, build in LAYER_BUILDERS.items():
             torch.manual_seed(0)
-            metrics = measure_layer(build(shape), shape, device, batch_size, repeat, warmup)
+            layer = build(shape)
+            if compile_layers:
+                torch._dynamo.reset()  # a static graph per shape, as a fixed-size model gets
+                layer = torch.compile(layer)
+            metrics = measure_layer(layer, shape, device, batch_size, repeat, warmup)
             row.update({f'{name}_{key}': value for key, value in metrics.items()})
         for metric in ('forward_ms', 'train_ms', 'train_peak_mb'):
             row[f'{metric}_ratio'] = row[f'FDConv_{metric}'] / row[f'Conv2d_{metric}']
@@ -174,6 +182,7 @@ def benchmark_layers(
         rows.append(row)
     return dict(
         batch_size=batch_size,
+        compiled=compile_layers,
         rows=rows,
         train_ratio_geomean=geometric_mean([row['train_ms_ratio'] for row in rows]),
         forward_ratio_geomean=geometric_mean([row['forward_ms_ratio'] for row in rows]),

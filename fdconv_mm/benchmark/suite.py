@@ -31,10 +31,11 @@ def run_suite(
     warmup: Optional[int] = None,
     image_size: Optional[int] = None,
     fdconv_options: Optional[Dict[str, Any]] = None,
+    compile_layers: bool = False,
 ) -> Dict[str, Any]:
     """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults,
     ``image_size`` None: each model's reduced size; ``fdconv_options``: merged into the
-    FDConv model configs."""
+    FDConv model configs; ``compile_layers``: time the layers under ``torch.compile``."""
     results: Dict[str, Any] = dict(
         machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
     )
@@ -43,6 +44,7 @@ def run_suite(
             device,
             repeat=repeat or LAYER_DEFAULTS['repeat'],
             warmup=LAYER_DEFAULTS['warmup'] if warmup is None else warmup,
+            compile_layers=compile_layers,
         )
     if models:
         from .model_benchmark import benchmark_models  # imports mmdet and mmseg
@@ -62,9 +64,10 @@ def format_report(results: Dict[str, Any]) -> str:
     """The tables, with the machine and how the memory was measured."""
     parts = [f"Machine: {describe(results['machine'])}"]
     if 'layers' in results:
+        compiled = ', every layer torch.compile-d' if results['layers'].get('compiled') else ''
         parts += [
             'Layers: FDConv(cin, cout, k, padding=k//2, kernel_num=64) vs nn.Conv2d, '
-            'medians; train = forward + backward',
+            f'medians; train = forward + backward{compiled}',
             layer_table(results['layers']),
         ]
     if 'models' in results:

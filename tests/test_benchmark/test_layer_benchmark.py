@@ -9,8 +9,10 @@ from fdconv_mm.benchmark import (
     FourierKernelFloor,
     LayerShape,
     benchmark_layers,
+    format_report,
     geometric_mean,
     layer_table,
+    machine_info,
 )
 
 
@@ -61,3 +63,17 @@ def test_benchmark_layers_measures_every_layer_and_the_ratios():
     floors = [row['floor_train_ratio'] for row in result['rows']]
     assert result['floor_train_ratio_geomean'] == pytest.approx(math.sqrt(floors[0] * floors[1]))
     assert len(layer_table(result).splitlines()) == 6
+
+
+@pytest.mark.slow  # inductor compiles three layers, forward and training step (about 12 s)
+def test_benchmark_layers_can_time_compiled_layers():
+    shapes = (LayerShape(8, 8, 1, 5, 4),)
+    result = benchmark_layers(
+        torch.device('cpu'), shapes, batch_size=2, repeat=1, warmup=1, compile_layers=True
+    )
+    assert result['compiled']
+    row = result['rows'][0]
+    assert all(row[f'{layer}_train_ms'] > 0 for layer in ('Conv2d', 'FDConv', 'floor'))
+    machine = machine_info(torch.device('cpu'))
+    report = format_report(dict(machine=machine, memory_method='', layers=result))
+    assert 'every layer torch.compile-d' in report
