@@ -10,6 +10,7 @@ when mmengine finds an accelerator: NCCL stays the default on GPUs.
 """
 
 import datetime
+import gc
 import logging
 import os
 import subprocess
@@ -141,9 +142,13 @@ def destroy_process_group() -> None:
 
     mmengine 0.10.7 never does; with torch 2.13 and gloo, a process that exits with its
     group alive can abort (``terminate called without an active exception``, SIGABRT), and
-    torchrun then reports the whole run as failed although training finished.
+    torchrun then reports the whole run as failed although training finished. The group
+    also stays alive while anything holds it: the Runner's DDP wrapper does, and a finished
+    Runner sits in reference cycles until the garbage collector runs, which may be only
+    at the interpreter's exit; so the garbage is collected first.
     """
     if is_distributed():
+        gc.collect()
         # Every rank reaches this point before any tears its group down: a rank that
         # leaves while another still talks to it is what aborts.
         torch_dist.barrier()

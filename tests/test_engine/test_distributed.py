@@ -1,6 +1,7 @@
 """prepare_distributed: launchers on CPUs with gloo, untouched on GPUs and single processes."""
 
 import socket
+import weakref
 
 import pytest
 import torch.distributed as torch_dist
@@ -122,3 +123,26 @@ def test_sync_bn_on_cpu_is_explained_before_the_runner_fails(clean_env):
     clean_env.setattr(distributed.torch_dist, 'get_world_size', lambda: 2)
     prepare_distributed(nccl_config(launcher='pytorch', sync_bn='torch'))
     assert len(said) == 1 and 'SyncBatchNorm layers only work with GPU modules' in said[0]
+
+
+def test_group_outlives_no_garbage_that_holds_it(monkeypatch):
+    """A finished Runner (its DDP wrapper holds the group) left in a reference cycle is
+    freed before the group is destroyed, not at the interpreter's exit."""
+
+    class Holder:
+        pass
+
+    holder = Holder()
+    holder.itself = holder
+    alive = weakref.ref(holder)
+    del holder
+    alive_at_destroy = []
+    monkeypatch.setattr(distributed, 'is_distributed', lambda: True)
+    monkeypatch.setattr(distributed.torch_dist, 'barrier', lambda: None)
+    monkeypatch.setattr(
+        distributed.torch_dist,
+        'destroy_process_group',
+        lambda: alive_at_destroy.append(alive() is not None),
+    )
+    destroy_process_group()
+    assert alive_at_destroy == [False]
