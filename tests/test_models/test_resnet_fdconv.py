@@ -11,6 +11,7 @@ from mmseg.registry import MODELS as SEG_MODELS
 import fdconv_mm  # noqa: F401  (registers the backbones)
 from fdconv_mm import FDConv
 from fdconv_mm.converters import convert_imagenet_checkpoint
+from fdconv_mm.models.backbones.fdconv_backbone import FrozenStageBatchNorm2d, lean_frozen_norms
 
 # The backbone of the original Faster R-CNN config, with every key it has.
 ORIGINAL_CONV_CFG = dict(
@@ -115,6 +116,80 @@ def test_frozen_stages_keep_only_attention_trainable():
         attention = 'KSM' in name or 'FBM' in name
         assert param.requires_grad == (not frozen or attention), name
     assert any('KSM' in n and n.startswith('layer1') for n, _ in model.named_parameters())
+
+
+def saved_shapes(function, *args):
+    """``function(*args)`` and the shapes of the tensors autograd saved for it."""
+    shapes = []
+
+    def pack(tensor):
+        shapes.append(tuple(tensor.shape))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        return function(*args), shapes
+
+
+def test_frozen_stage_norm_is_the_batchnorm_without_saving_its_input():
+    torch.manual_seed(0)
+    plain = torch.nn.BatchNorm2d(6).double()
+    plain.running_mean.normal_()
+    plain.running_var.uniform_(0.5, 2.0)
+    plain.weight.data.normal_()
+    plain.bias.data.normal_()
+    lean = copy.deepcopy(plain)
+    lean_frozen_norms(lean)
+    assert type(lean) is FrozenStageBatchNorm2d
+    for norm in (plain, lean):
+        norm.eval().requires_grad_(False)
+    x = torch.randn(2, 6, 5, 4, dtype=torch.float64, requires_grad=True)
+    out, shapes = saved_shapes(lean, x)
+    assert tuple(x.shape) not in shapes  # F.batch_norm saves x
+    expected = plain(x)
+    torch.testing.assert_close(out, expected)
+    grad_output = torch.randn_like(out)
+    (grad,) = torch.autograd.grad(out, x, grad_output)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected, x, grad_output)[0])
+    # Trainable again, or in train mode, it is nn.BatchNorm2d.
+    lean.weight.requires_grad_(True)
+    assert tuple(x.shape) in saved_shapes(lean, x)[1]
+    lean.requires_grad_(False)
+    for norm in (plain, lean):
+        norm.train()(x)
+    torch.testing.assert_close(lean.running_mean, plain.running_mean)
+
+
+def test_frozen_stages_keep_their_gradients_with_lean_norms():
+    """Frozen stages with trainable attentions use FrozenStageBatchNorm2d; the attentions'
+    gradients are those of the backbone with plain BatchNorm2d."""
+    torch.manual_seed(0)
+    cfg = dict(
+        type='ResNetFDConv', depth=18, frozen_stages=2, conv_cfg=dict(type='FDConv', kernel_num=8)
+    )
+    lean = DET_MODELS.build(cfg)
+    norms = {name: type(m) for name, m in lean.named_modules() if 'bn' in name.split('.')[-1]}
+    assert all(norms[n] is FrozenStageBatchNorm2d for n in norms if n.startswith('layer1.'))
+    assert all(norms[n] is torch.nn.BatchNorm2d for n in norms if n.startswith('layer3.'))
+    torch.manual_seed(1)
+    for name, param in lean.named_parameters():
+        if 'KSM' in name or '.bn' in name:
+            param.data.normal_(0, 0.3)
+    for name, buffer in lean.named_buffers():
+        if name.endswith(('running_mean', 'running_var')):
+            buffer.copy_(torch.rand_like(buffer) + 0.5)
+    plain = copy.deepcopy(lean.train())
+    for module in plain.modules():  # after train(): it makes frozen stages lean again
+        if type(module) is FrozenStageBatchNorm2d:
+            module.__class__ = torch.nn.BatchNorm2d
+    x = torch.randn(2, 3, 32, 32)
+    grads = []
+    for model in (plain, lean):
+        sum(o.square().mean() for o in model(x)).backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert any(name.startswith('layer1.') for name in grads[0])
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 @pytest.mark.parametrize('depth', [18, 101])

@@ -8,9 +8,10 @@ parameters of frozen stages trainable, and converts plain (spatial) weights on l
 
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence
 
+import torch
 from mmcv.cnn import build_conv_layer
 from mmengine.logging import MMLogger
-from torch import nn
+from torch import Tensor, nn
 
 from ...converters import convert
 
@@ -37,6 +38,38 @@ def rebuild_convs(parent: nn.Module, names: Sequence[str], conv_cfg: Mapping[str
         conv = getattr(parent, name, None)
         if type(conv) is nn.Conv2d:
             setattr(parent, name, rebuild_conv(conv, conv_cfg))
+
+
+class FrozenStageBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that, frozen (eval mode, no trainable parameter), is the affine map
+    ``x * scale + shift`` of its running statistics, and saves no input for the backward pass.
+
+    A frozen stage whose KSM/FBM parameters train (``need_grad_list``) still runs backward
+    to reach them; ``F.batch_norm`` would save every BN input for it, although a frozen BN's
+    input gradient needs only ``scale``. The same function (up to float rounding); trained,
+    or in train mode, it is ``nn.BatchNorm2d``. State dict keys are unchanged.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        frozen = not self.training and self.track_running_stats
+        if not frozen or any(p.requires_grad for p in self.parameters()):
+            return super().forward(x)
+        scale = torch.rsqrt(self.running_var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -self.running_mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        shape = (1, -1, 1, 1)
+        return torch.addcmul(shift.view(shape).to(x.dtype), x, scale.view(shape).to(x.dtype))
+
+
+def lean_frozen_norms(frozen: nn.Module) -> None:
+    """Make the plain ``nn.BatchNorm2d`` modules of ``frozen`` :class:`FrozenStageBatchNorm2d`."""
+    for module in frozen.modules():
+        if type(module) is nn.BatchNorm2d:
+            module.__class__ = FrozenStageBatchNorm2d
 
 
 class FDConvBackboneMixin:

@@ -13,7 +13,7 @@ from mmdet.models.backbones import ResNet as DetResNet
 from mmseg.models.backbones import ResNet as SegResNet
 from torch import nn
 
-from .fdconv_backbone import FDConvBackboneMixin, rebuild_convs
+from .fdconv_backbone import FDConvBackboneMixin, lean_frozen_norms, rebuild_convs
 
 BLOCK_CONVS = ('conv1', 'conv2', 'conv3')
 
@@ -66,7 +66,9 @@ class ResNetFDConvMixin(FDConvBackboneMixin):
     def _freeze_stages(self) -> None:
         super()._freeze_stages()
         for i in range(1, self.frozen_stages + 1):
-            self._keep_attention_trainable(getattr(self, f'layer{i}'))
+            layer = getattr(self, f'layer{i}')
+            self._keep_attention_trainable(layer)
+            lean_frozen_norms(layer)
 
 
 def _child_names(module: nn.Module) -> list:
