@@ -172,7 +172,7 @@ def benchmark_layers(
             torch.manual_seed(0)
             layer = build(shape)
             if compile_layers:
-                torch._dynamo.reset()  # a static graph per shape, as a fixed-size model gets
+                torch.compiler.reset()  # a static graph per shape, as a fixed-size model gets
                 layer = torch.compile(layer)
             metrics = measure_layer(layer, shape, device, batch_size, repeat, warmup)
             row.update({f'{name}_{key}': value for key, value in metrics.items()})

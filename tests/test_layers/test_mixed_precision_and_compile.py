@@ -93,7 +93,7 @@ def test_compiled_forward_has_no_graph_break(randomize):
 def compile_layer(conv):
     """Inductor; ``aot_eager`` on a machine without the C++ compiler inductor's CPU code
     needs (any other inductor failure fails the test)."""
-    torch._dynamo.reset()
+    torch.compiler.reset()
     if any(shutil.which(compiler) for compiler in ('c++', 'g++', 'clang++')):
         return torch.compile(conv)
     warnings.warn('no C++ compiler: checking with aot_eager instead of inductor', stacklevel=2)
