@@ -22,20 +22,22 @@ def signed_frequency_index(n: int) -> Tensor:
     return torch.where(index < (n + 1) // 2, index, index - n)
 
 
-FREQUENCY_ORDERS = ('original', 'exact')
+FREQUENCY_ORDERS = ('original', 'stable', 'exact')
 
 
 def frequency_radius_order(rows: int, cols: int, order: str = 'original') -> Tensor:
     """``rfft2`` positions of a ``rows x cols`` matrix sorted by radius, lowest first.
 
-    ``'original'``: the float32 radius ``torch.norm((fftfreq(rows), rfftfreq(cols)))`` as
-    the original code computes it (on the CPU, whatever the layer's device), sorted
-    stably. This is the order of the reference vectors and, up to ties that its unstable
-    sort permuted, of the released checkpoints.
+    ``'original'``: the float32 radius ``torch.norm((fftfreq(rows), rfftfreq(cols)))``
+    sorted by torch's default (unstable) CPU sort, exactly as the original code ranks it
+    (on the CPU, whatever the layer's device): the groups of the released checkpoints. That
+    sort's tie order is deterministic (the same under torch 1.11 and 2.13, SPEC section 4).
+    ``'stable'``: the same radius, sorted stably (ties in row-major order): the default
+    of fdconv-mm 0.1, which models trained with it need.
     ``'exact'``: the integer key ``(a * cols)^2 + (c * rows)^2`` of SPEC section 4
     (``a = rows * fftfreq(rows)``, ``c = 0 .. cols // 2``), sorted stably: exact radii,
-    identical on every machine. The two differ where float32 rounding reorders near-ties
-    (0.2 % of the positions of a 64 -> 64 3x3 layer).
+    identical on every machine, for new models. It differs from ``'stable'`` where float32
+    rounding reorders near-ties (0.2 % of the positions of a 64 -> 64 3x3 layer).
 
     Returns:
         Tensor: (rows * (cols // 2 + 1), ) int64, flat row-major positions.
@@ -51,7 +53,7 @@ def frequency_radius_order(rows: int, cols: int, order: str = 'original') -> Ten
             indexing='ij',
         )
         radius = torch.norm(torch.stack(grid, dim=-1), dim=-1)
-    return torch.sort(radius.flatten(), stable=True).indices
+    return torch.sort(radius.flatten(), stable=order != 'original').indices
 
 
 @lru_cache(maxsize=None)

@@ -18,8 +18,8 @@ def case(request, reference_cases):
     return next(c for c in reference_cases if c['name'] == request.param)
 
 
-def build(case) -> FDConv:
-    conv = FDConv(**case['conv'], **case['fdconv_kwargs'])
+def build(case, **options) -> FDConv:
+    conv = FDConv(**case['conv'], **case['fdconv_kwargs'], **options)
     conv.load_state_dict(case['state_dict'], strict=True)
     return conv
 
@@ -52,3 +52,11 @@ def test_train_output_and_gradients(case):
     assert set(params) == set(case['param_grads'])
     for name, expected in case['param_grads'].items():
         assert relative_error(params[name].grad, expected) < TOLERANCE, name
+
+
+def test_stable_order_misses_the_original_groups(case):
+    """The vectors follow the original's unstable sort: a stable sort of the same radii moves
+    tied positions into neighbouring groups, beyond the tolerance."""
+    conv = build(case, frequency_order='stable').eval()
+    with torch.no_grad():
+        assert relative_error(conv(case['x']), case['y_eval']) > 10 * TOLERANCE
