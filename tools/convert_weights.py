@@ -42,6 +42,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help='0-based stages with FDConv (Swin fdconv_stages); default all',
     )
     parser.add_argument(
+        '--dcn-stages',
+        type=int,
+        nargs='+',
+        default=None,
+        help='ResNet with dcn: 0-based stages whose conv2 is a DCN (where stage_with_dcn is '
+        'True; e.g. 1 2 3 for (False, True, True, True)): their conv2 weights are copied',
+    )
+    parser.add_argument(
         '--unsafe-load',
         action='store_true',
         help='unpickle arbitrary objects (torch.load weights_only=False); '
@@ -70,7 +78,7 @@ def main(argv=None) -> int:
     )
     try:
         state_dict, summary = convert_imagenet_checkpoint(
-            checkpoint, args.model_type, conv_cfg, args.stages
+            checkpoint, args.model_type, conv_cfg, args.stages, args.dcn_stages
         )
     except ValueError as error:
         sys.exit(f'error: {error}')

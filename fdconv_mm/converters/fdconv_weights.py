@@ -5,6 +5,10 @@
 works on a state dict in the layout of this package's backbones (see
 :mod:`.checkpoint_layouts` for torchvision, timm and mmpretrain files) and converts exactly
 the weights that the backbone turns into active FDConv layers, by the layer's own rule.
+Seeing no model, it learns the backbone's options from its arguments (``conv_cfg``, the
+FDConv stages, and for a ResNet with ``dcn`` the DCN stages, whose ``conv2`` stays a DCN).
+A backbone loading a plain checkpoint needs none of this: each of its active FDConv layers
+converts the spatial ``weight`` it is handed (SPEC section 7).
 """
 
 import re
@@ -19,7 +23,7 @@ MODEL_TYPES = ('resnet', 'swin')
 # Weights of the convs that the backbones build with conv_cfg (SPEC section 8: the convs of
 # every residual block, not the stem nor the downsample shortcut; Swin: the two FFN linears).
 FDCONV_WEIGHT_PATTERNS = {
-    'resnet': re.compile(r'^layer(?P<stage>\d+)\.\d+\.conv[123]\.weight$'),
+    'resnet': re.compile(r'^layer(?P<stage>\d+)\.\d+\.(?P<conv>conv[123])\.weight$'),
     'swin': re.compile(r'^stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.(0\.0|1)\.weight$'),
 }
 # 'stage' in the patterns counts from 1 for ResNet (layer1..4), from 0 for Swin.
@@ -41,6 +45,7 @@ def convert(
     model_type: str = 'resnet',
     conv_cfg: Optional[Mapping[str, Any]] = None,
     stages: Optional[Sequence[int]] = None,
+    dcn_stages: Optional[Sequence[int]] = None,
 ) -> 'OrderedDict[str, Tensor]':
     """Replace every ``<prefix>.weight`` that lands in an active FDConv by ``<prefix>.dft_weight``.
 
@@ -53,20 +58,26 @@ def convert(
         conv_cfg (Mapping | None): The backbone's FDConv ``conv_cfg``; only its activity
             options and ``param_ratio`` matter. Defaults to None (layer defaults).
         stages (Sequence[int] | None): 0-based stages with FDConv; None means all.
+        dcn_stages (Sequence[int] | None): ResNet only: 0-based stages whose ``conv2`` is
+            a DCN (the indices where mmdet's ``stage_with_dcn`` is True); their ``conv2``
+            weights are copied. Defaults to None (no DCN).
 
     Returns:
         OrderedDict[str, Tensor]: The converted state dict.
     """
     if model_type not in MODEL_TYPES:
         raise ValueError(f'model_type={model_type!r} is not supported; allowed: {MODEL_TYPES}')
+    if dcn_stages and model_type != 'resnet':
+        raise ValueError(f'dcn_stages={dcn_stages!r} applies to ResNet only, not {model_type!r}')
+    dcn_stages = tuple(dcn_stages or ())
     options = fdconv_options(conv_cfg)
     pattern = FDCONV_WEIGHT_PATTERNS[model_type]
     converted: OrderedDict[str, Tensor] = OrderedDict()
     for key, value in state_dict.items():
         match = pattern.match(key)
-        in_stage = match is not None and (
-            stages is None or int(match['stage']) - STAGE_OFFSET[model_type] in stages
-        )
+        stage = None if match is None else int(match['stage']) - STAGE_OFFSET[model_type]
+        is_dcn = stage in dcn_stages and match['conv'] == 'conv2'
+        in_stage = match is not None and not is_dcn and (stages is None or stage in stages)
         if in_stage and value.dim() in (2, 4):
             weight = value if value.dim() == 4 else value[:, :, None, None]
             out_channels, in_channels, kernel_h, kernel_w = weight.shape

@@ -25,6 +25,7 @@ def convert_imagenet_checkpoint(
     model_type: str,
     conv_cfg: Optional[Mapping[str, Any]] = None,
     stages: Optional[Sequence[int]] = None,
+    dcn_stages: Optional[Sequence[int]] = None,
 ) -> Tuple[StateDict, ConversionSummary]:
     """Unwrap, map to the backbone layout, and convert the FDConv weights.
 
@@ -34,6 +35,8 @@ def convert_imagenet_checkpoint(
         model_type (str): 'resnet' or 'swin'.
         conv_cfg (Mapping | None): The backbone's FDConv ``conv_cfg``. Defaults to None.
         stages (Sequence[int] | None): 0-based stages with FDConv. Defaults to None (all).
+        dcn_stages (Sequence[int] | None): ResNet: 0-based stages whose ``conv2`` is a DCN
+            (see :func:`convert`). Defaults to None.
 
     Returns:
         tuple: the state dict to save (keys prefixed by ``FILE_PREFIX[model_type]``) and a
@@ -45,7 +48,7 @@ def convert_imagenet_checkpoint(
             f'for {", ".join(MODEL_TYPES)}'
         )
     layout, backbone_state, skipped = LAYOUTS[model_type](unwrap_checkpoint(checkpoint))
-    converted_state = convert(backbone_state, model_type, conv_cfg, stages)
+    converted_state = convert(backbone_state, model_type, conv_cfg, stages, dcn_stages)
     converted = [k for k in converted_state if k not in backbone_state]
     copied = [k for k in converted_state if k in backbone_state]
     prefix = FILE_PREFIX[model_type]

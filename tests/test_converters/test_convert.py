@@ -154,3 +154,19 @@ def test_convert_weights_tool(tmp_path):
     torch.save({'model': {'x.weight': torch.ones(1)}}, source)
     result = run_tool(*flags, '--force')
     assert result.returncode != 0 and 'unrecognised resnet checkpoint layout' in result.stderr
+
+
+def test_convert_copies_the_conv2_weights_of_dcn_stages():
+    source = {
+        'layer1.0.conv2.weight': torch.randn(64, 64, 3, 3),
+        'layer2.0.conv1.weight': torch.randn(64, 64, 1, 1),
+        'layer2.0.conv2.weight': torch.randn(64, 64, 3, 3),
+    }
+    converted = convert(source, 'resnet', dcn_stages=[1])
+    assert [k for k in converted if k.endswith('dft_weight')] == [
+        'layer1.0.conv2.dft_weight',
+        'layer2.0.conv1.dft_weight',
+    ]
+    assert converted['layer2.0.conv2.weight'] is source['layer2.0.conv2.weight']
+    with pytest.raises(ValueError, match='dcn_stages=\\[1\\] applies to ResNet only'):
+        convert({}, 'swin', dcn_stages=[1])

@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -10,7 +11,8 @@ from mmseg.registry import MODELS as SEG_MODELS
 
 import fdconv_mm  # noqa: F401  (registers the backbones)
 from fdconv_mm import FDConv
-from fdconv_mm.converters import convert_imagenet_checkpoint
+from fdconv_mm.converters import convert, convert_imagenet_checkpoint
+from fdconv_mm.layers import kernel_to_spectrum
 from fdconv_mm.models.backbones.fdconv_backbone import FrozenStageBatchNorm2d, lean_frozen_norms
 
 # The backbone of the original Faster R-CNN config, with every key it has.
@@ -295,3 +297,44 @@ def test_plain_checkpoint_loads_without_conversion(resnet50_checkpoints, monkeyp
     assert set(on_the_fly.state_dict()) == set(expected)
     for key, value in on_the_fly.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
+
+
+DCN = dict(type='DCN', deform_groups=1, fallback_on_stride=False)
+DCN_STAGES = (False, True, True, True)
+
+
+def test_plain_checkpoint_keeps_every_dcn_weight(tmp_path, monkeypatch):
+    """DCN conv2 in stages 2-4: only the 35 active FDConv layers convert their weight."""
+    plain = DetResNet(depth=50, dcn=dict(DCN), stage_with_dcn=DCN_STAGES)
+    torch.manual_seed(0)
+    source = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in plain.state_dict().items()
+    }
+    path = tmp_path / 'resnet50_dcn.pth'
+    torch.save(source, path)
+    messages = []
+    monkeypatch.setattr(MMLogger.get_current_instance(), 'info', messages.append)
+    model = build_pretrained(path, dcn=dict(DCN), stage_with_dcn=DCN_STAGES)
+    loaded = model.state_dict()
+
+    dcn_keys = [k for k in source if re.match(r'layer[234]\.\d+\.conv2\.', k)]
+    assert len(dcn_keys) == 13 * 3  # weight, conv_offset.weight, conv_offset.bias
+    assert type(model.layer2[0].conv2).__name__ == 'DeformConv2dPack'
+    for key in dcn_keys:
+        assert torch.equal(loaded[key], source[key]), key
+    active = [n for n, m in model.named_modules() if isinstance(m, FDConv) and m.fdconv_active]
+    assert len(active) == 48 - 13
+    for name in active:
+        expected = kernel_to_spectrum(source[f'{name}.weight'], 1)
+        assert torch.equal(loaded[f'{name}.dft_weight'], expected), name
+    assert [m for m in messages if m.startswith('ResNetFDConv:')] == [
+        'ResNetFDConv: converted 35 spatial conv weights to FDConv dft_weight while loading'
+    ]
+    # The offline converter, told the DCN stages, writes what the model loads.
+    converted = convert(source, 'resnet', ORIGINAL_CONV_CFG, dcn_stages=[1, 2, 3])
+    assert sorted(k for k in converted if k.endswith('dft_weight')) == sorted(
+        f'{name}.dft_weight' for name in active
+    )
+    for key, value in converted.items():
+        assert torch.equal(value, loaded[key]), key

@@ -2,18 +2,20 @@
 
 The base class builds plain convs; :class:`FDConvBackboneMixin` then swaps the chosen ones
 for ``build_conv_layer(conv_cfg, ...)`` with the same hyper-parameters, keeps the KSM/FBM
-parameters of frozen stages trainable, and converts plain (spatial) weights on load with
-:func:`fdconv_mm.converters.convert`, logging one line per model.
+parameters of frozen stages trainable, and logs one line per model when a plain (spatial)
+checkpoint is loaded: each active FDConv converts the spatial ``weight`` it is handed
+(SPEC section 7), so exactly this model's FDConv layers convert, and a DCN or plain conv at
+the same key keeps its weight.
 """
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from mmcv.cnn import build_conv_layer
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
-from ...converters import convert
+from ...layers import FDConv
 
 
 def rebuild_conv(conv: nn.Conv2d, conv_cfg: Mapping[str, Any]) -> nn.Module:
@@ -65,6 +67,23 @@ class FrozenStageBatchNorm2d(nn.BatchNorm2d):
         return torch.addcmul(shift.view(shape).to(x.dtype), x, scale.view(shape).to(x.dtype))
 
 
+def spatial_fdconv_weights(
+    model: nn.Module, state_dict: Mapping[str, Any], prefix: str
+) -> List[str]:
+    """Keys of ``state_dict`` holding a spatial ``weight`` for an active FDConv of ``model``.
+
+    Those are the weights the layers convert to ``dft_weight`` while loading (keys of
+    ``model`` start with ``prefix``); a layer already given its ``dft_weight`` is left out.
+    """
+    keys = []
+    for name, module in model.named_modules():
+        if isinstance(module, FDConv) and module.fdconv_active and module.convert_param:
+            key = f'{prefix}{name}.weight'
+            if key in state_dict and f'{prefix}{name}.dft_weight' not in state_dict:
+                keys.append(key)
+    return keys
+
+
 def lean_frozen_norms(frozen: nn.Module) -> None:
     """Make the plain ``nn.BatchNorm2d`` modules of ``frozen`` :class:`FrozenStageBatchNorm2d`."""
     for module in frozen.modules():
@@ -75,20 +94,17 @@ def lean_frozen_norms(frozen: nn.Module) -> None:
 class FDConvBackboneMixin:
     """Frozen-stage and checkpoint handling shared by the FDConv backbones.
 
-    A subclass sets ``fdconv_model_type`` ('resnet' or 'swin'), stores ``conv_cfg``,
-    ``fdconv_stages`` and ``need_grad_list``, builds its FDConv layers and calls
-    :meth:`_init_fdconv`.
+    A subclass stores ``conv_cfg`` and ``need_grad_list``, builds its FDConv layers and
+    calls :meth:`_init_fdconv`.
     """
 
-    fdconv_model_type: str
     conv_cfg: Optional[Dict[str, Any]] = None
-    fdconv_stages: Optional[Sequence[int]] = None
     # Empty until set: the base __init__ freezes stages before the FDConv layers exist.
     need_grad_list: Sequence[str] = ()
     _freeze_stages: Callable[[], None]
 
     def _init_fdconv(self) -> None:
-        self._register_load_state_dict_pre_hook(self._convert_spatial_weights)
+        self._register_load_state_dict_pre_hook(self._log_spatial_weights)
         self._freeze_stages()
 
     def train(self, mode: bool = True) -> 'FDConvBackboneMixin':
@@ -103,19 +119,11 @@ class FDConvBackboneMixin:
             if any(part in name for part in self.need_grad_list):
                 param.requires_grad = True
 
-    def _convert_spatial_weights(self, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
-        """Load pre-hook: convert plain conv weights of FDConv layers to ``dft_weight``."""
-        own = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-        converted = convert(own, self.fdconv_model_type, self.conv_cfg, self.fdconv_stages)
-        new_keys = [k for k in converted if k not in own]
-        if not new_keys:
-            return
-        for key in own:
-            if key not in converted:
-                del state_dict[prefix + key]
-        for key in new_keys:
-            state_dict[prefix + key] = converted[key]
-        MMLogger.get_current_instance().info(
-            f'{type(self).__name__}: converted {len(new_keys)} spatial conv weights to FDConv '
-            'dft_weight while loading'
-        )
+    def _log_spatial_weights(self, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+        """Load pre-hook: log how many spatial weights this model's FDConv layers convert."""
+        count = len(spatial_fdconv_weights(self, state_dict, prefix))  # type: ignore[arg-type]
+        if count:
+            MMLogger.get_current_instance().info(
+                f'{type(self).__name__}: converted {count} spatial conv weights to FDConv '
+                'dft_weight while loading'
+            )

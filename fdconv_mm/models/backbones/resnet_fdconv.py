@@ -33,8 +33,6 @@ class ResNetFDConvMixin(FDConvBackboneMixin):
             with_cp, dcn, plugins, init_cfg, ...).
     """
 
-    fdconv_model_type = 'resnet'
-
     def __init__(
         self,
         *args: Any,

@@ -42,8 +42,6 @@ class SwinTransformerFDConvMixin(FDConvBackboneMixin):
         **kwargs: Every argument of the base ``SwinTransformer``.
     """
 
-    fdconv_model_type = 'swin'
-
     def __init__(
         self,
         *args: Any,
