@@ -1,8 +1,11 @@
 """The main job, ``make demo``: train, evaluate and test an FDConv detector on the CPU.
 
 Each step runs the project's own tools as a user would (``tools/train.py``,
-``tools/test.py``), so the demo also checks them; this module only chains them and draws
-the two figures from what they wrote.
+``tools/test.py``), so the demo also checks them; this module only chains them, draws the
+predictions and training curves from what they wrote, and ends with the FDConv figures of
+the trained detector on a validation image (:func:`fdconv_mm.analysis.visualize.visualize_config`,
+what ``tools/analysis_tools/visualize_fdconv.py`` runs), with an ``index.md`` and
+``index.html`` showing all of them.
 """
 
 import json
@@ -14,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from mmengine.logging import MMLogger
 
+from ..analysis.visualize import Section, Visualization, visualize_config
 from .plots import plot_predictions, plot_training_curves
 from .synthetic_shapes import DEMO_CLASSES, generate_demo_dataset
 
@@ -56,6 +60,28 @@ def draw_predictions(config: str, checkpoint: str, images: Sequence[Path], out_p
         pictures.append(_read_rgb(path))
         predictions.append((result.bboxes.numpy(), result.scores.numpy(), result.labels.numpy()))
     return plot_predictions(pictures, predictions, DEMO_CLASSES, out_png)
+
+
+def draw_fdconv_figures(
+    config: str, checkpoint: str, image: Path, work_dir: Path, predictions: Path, curves: Path
+) -> Visualization:
+    """The FDConv figures of the trained detector on ``image``, into ``work_dir``, with an
+    index that also shows the predictions and the training curves."""
+    demo_sections = (
+        Section(
+            'Predictions',
+            'The trained detector on validation images: boxes scoring at least 0.3.',
+            (predictions,),
+        ),
+        Section(
+            'Training curves',
+            'Training losses over iterations and the validation mAP after each epoch.',
+            (curves,),
+        ),
+    )
+    return visualize_config(
+        config, work_dir, checkpoint, image=image, leading_sections=demo_sections
+    )
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -105,5 +131,9 @@ def run_demo(
     )
     previews = sorted((data_root / 'images' / 'val').glob('*.png'))[:num_previews]
     predictions = draw_predictions(config, checkpoint, previews, work_dir / 'predictions.png')
-    logger.info(f'demo figures: {curves}, {predictions}; checkpoint: {checkpoint}')
+    fdconv = draw_fdconv_figures(config, checkpoint, previews[0], work_dir, predictions, curves)
+    logger.info(
+        f'demo figures: {curves}, {predictions} and {len(fdconv.figures)} FDConv figures, '
+        f'all in {fdconv.index_md}; checkpoint: {checkpoint}'
+    )
     return metrics

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ..analysis.figures import new_figure, save_figure
 from .synthetic_shapes import DEMO_PALETTE
 
 Record = Dict[str, float]
@@ -60,19 +59,6 @@ def read_scalars(scalars_json: Union[str, Path]) -> Tuple[List[Record], List[Rec
     return train, val
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), dpi=100, layout='constrained')
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure: Figure, out_png: Union[str, Path]) -> Path:
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out_png, format='png', facecolor='white')
-    return out_png
-
-
 def plot_training_curves(
     scalars_json: Union[str, Path],
     out_png: Union[str, Path],
@@ -110,7 +96,7 @@ def plot_training_curves(
             f'{scalars_json} holds no loss and none of the metrics {list(metric_keys)}'
         )
 
-    figure = _new_figure(10, 4)
+    figure = new_figure(10, 4)
     loss_axes, metric_axes = figure.subplots(1, 2)
     for key in loss_keys:
         points = [
@@ -154,7 +140,7 @@ def plot_training_curves(
         metric_axes.text(0.5, 0.5, 'no validation records', ha='center', va='center')
     if title:
         figure.suptitle(title)
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)
 
 
 def _class_colour(label: int, palette: Sequence[Sequence[int]]) -> Tuple[float, ...]:
@@ -216,7 +202,7 @@ def plot_predictions(
 
     num_cols = min(num_cols, len(images))
     num_rows = -(-len(images) // num_cols)
-    figure = _new_figure(2.6 * num_cols, 2.6 * num_rows + (0.4 if title else 0.0))
+    figure = new_figure(2.6 * num_cols, 2.6 * num_rows + (0.4 if title else 0.0))
     axes_grid = figure.subplots(num_rows, num_cols, squeeze=False).ravel()
     for index, axes in enumerate(axes_grid):
         axes.set_axis_off()
@@ -267,4 +253,4 @@ def plot_predictions(
         axes.set_title(f'#{index}: {kept} detections', fontsize=8)
     if title:
         figure.suptitle(title)
-    return _save(figure, out_png)
+    return save_figure(figure, out_png)

@@ -43,6 +43,17 @@ def test_demo_trains_saves_tests_and_resumes(tmp_path, monkeypatch):
     assert checkpoint.name == 'epoch_1.pth' and checkpoint.is_file()
     for figure in ('predictions.png', 'training_curves.png'):
         assert (work_dir / figure).stat().st_size > 10_000
+    # The FDConv figures of the trained detector, and an index showing them with the above.
+    fdconv = ['group_attention.png', 'ksm_modulation.png'] + [
+        f'backbone.layer{stage}.1.conv2_{kind}.png'
+        for stage in (1, 2, 3, 4)
+        for kind in ('frequency_responses', 'radial_energy', 'similarity', 'band_maps')
+    ]
+    index = (work_dir / 'index.md').read_text()
+    for figure in ['predictions.png', 'training_curves.png', *fdconv]:
+        assert (work_dir / figure).is_file() and f']({figure})' in index
+    assert f'checkpoint: {checkpoint}' in index and 'images/val/' in index
+    assert (work_dir / 'index.html').is_file()
     resumed = subprocess.run(
         [sys.executable, 'tools/train.py', DEMO_CONFIG, '--work-dir', str(work_dir), '--resume']
         + ['--cfg-options']

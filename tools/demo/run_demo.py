@@ -3,8 +3,9 @@
     python tools/demo/run_demo.py            # what `make demo` runs, from the repo root
 
 Generates data/demo_shapes on first use, trains with tools/train.py (progress in the log),
-tests the saved checkpoint with tools/test.py, writes work_dirs/demo/predictions.png and
-work_dirs/demo/training_curves.png, and prints the COCO metrics.
+tests the saved checkpoint with tools/test.py, writes work_dirs/demo/predictions.png,
+work_dirs/demo/training_curves.png and the FDConv figures of the trained detector (all shown
+by work_dirs/demo/index.md and index.html), and prints the COCO metrics.
 """
 
 import argparse
@@ -26,7 +27,7 @@ def main() -> int:
         print(f'  {name:22s} {value:.3f}')
     reached = metrics.get(TARGET_METRIC, 0.0) >= TARGET_VALUE
     print(f'{TARGET_METRIC} target {TARGET_VALUE}: {"reached" if reached else "NOT reached"}')
-    print(f'Figures: {args.work_dir}/predictions.png, {args.work_dir}/training_curves.png')
+    print(f'Figures: {args.work_dir}/index.md (and index.html) shows them all')
     return 0 if reached else 1
 
 
