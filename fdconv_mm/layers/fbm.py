@@ -84,7 +84,8 @@ class FrequencyBandModulation(nn.Module):
     def modulate(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """FBM with the stacked weight convs given: (B, C, H, W) -> (B, C, H, W)."""
         settings = (self.k_list, self.act, self.spatial_group)
-        return BandModulation.apply(x, weight, bias, settings)[0]
+        # Viewed here, not in the autograd function: an in-place op may then follow.
+        return BandModulation.apply(x, weight, bias, settings)[0].view_as(x)
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
@@ -129,8 +130,8 @@ class BandModulation(torch.autograd.Function):
     full-size complex inverse as autograd's ``rfft`` backward.
 
     ``apply(x, weight, bias, (k_list, act, G))``: x (B, C, H, W), the stacked convs of
-    :meth:`FrequencyBandModulation.stacked_conv`. Returns the output (B, C, H, W) in x's
-    dtype, then the band weights and the ``low_i`` (kept for the backward pass, not
+    :meth:`FrequencyBandModulation.stacked_conv`. Returns the output (B, G, C/G, H, W) in
+    x's dtype, then the band weights and the ``low_i`` (kept for the backward pass, not
     differentiable). The maps are computed in (at least) float32, autocast or not.
     """
 
@@ -150,7 +151,7 @@ class BandModulation(torch.autograd.Function):
             out = grouped * steps[:, :, 0]
             for index, low in enumerate(lows):
                 out.addcmul_(_weight_step(steps, index), low.view_as(grouped))
-        return (out.view_as(x).to(x.dtype), weights, *lows)
+        return (out.to(x.dtype), weights, *lows)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: Tuple[Any, ...], output: Tuple[Tensor, ...]) -> None:

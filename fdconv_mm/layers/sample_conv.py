@@ -68,24 +68,33 @@ class SampleConvGeometry:
             grouped = grouped + 0
         return grouped
 
-    def run(self, features: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
-        """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (B, Cout, H', W')."""
+    @staticmethod
+    def per_sample(out: Tensor, batch: int) -> Tensor:
+        """The grouped conv's output (1, B*Cout, H', W') -> (B, Cout, H', W'), a view."""
+        return out.view(batch, -1, *out.shape[-2:])
+
+    def grouped_run(self, features: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (1, B*Cout, H', W')."""
         batch = features.shape[0]
         weight = self.conv_weight(kernels.to(features.dtype), batch)
         if bias is not None:
             bias = bias.to(features.dtype).repeat(batch)
-        out = F.conv2d(
+        return F.conv2d(
             self.conv_input(features), weight, bias, self.stride, self.padding, self.dilation, batch
         )
-        return out.view(batch, -1, *out.shape[-2:])
+
+    def run(self, features: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
+        """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (B, Cout, H', W')."""
+        return self.per_sample(self.grouped_run(features, kernels, bias), features.shape[0])
 
 
 class RecomputingSampleConv(torch.autograd.Function):
     """Per-sample conv that rebuilds its input features and kernels in the backward pass.
 
     ``apply(make_features, synthesis, geometry, split, x, bias, *inputs)`` returns
-    ``geometry.run(make_features(x, *inputs[:split]), synthesis.build(*inputs[split:])[0],
-    bias)`` and saves only ``x``, ``bias`` and ``inputs``: neither the features (e.g.
+    ``geometry.grouped_run(make_features(x, *inputs[:split]),
+    synthesis.build(*inputs[split:])[0], bias)``, (1, B*Cout, H', W'), and saves only
+    ``x``, ``bias`` and ``inputs``: neither the features (e.g.
     FBM's output and its bands) nor the kernels. The backward pass rebuilds the features
     under the autocast state of the forward pass (as ``torch.utils.checkpoint`` does),
     differentiated with ``torch.func.vjp`` (which ``torch.compile`` traces, where
@@ -111,7 +120,7 @@ class RecomputingSampleConv(torch.autograd.Function):
         ctx.save_for_backward(x, bias, *inputs)
         features = make_features(x, *inputs[:split])
         kernels, _ = synthesis.build(*inputs[split:])
-        return geometry.run(features, kernels, bias)
+        return geometry.grouped_run(features, kernels, bias)
 
     @staticmethod
     @once_differentiable
@@ -199,10 +208,15 @@ def sample_conv(
 
     Without autograd (inference, or nothing requiring a gradient) they are built and
     used once, with no graph.
+
+    Returns:
+        Tensor: (B, Cout, H', W'), a view of the grouped conv's output taken here, outside
+        the autograd function and no-grad mode: autograd refuses in-place changes (an
+        in-place ReLU, ``+=``) of a view made inside either.
     """
     tensors = [x, bias, *feature_inputs, *kernel_inputs]
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        return RecomputingSampleConv.apply(
+        out = RecomputingSampleConv.apply(
             make_features,
             synthesis,
             geometry,
@@ -212,6 +226,8 @@ def sample_conv(
             *feature_inputs,
             *kernel_inputs,
         )
-    with torch.no_grad():
-        features = make_features(x, *feature_inputs)
-        return geometry.run(features, synthesis.build(*kernel_inputs)[0], bias)
+    else:
+        with torch.no_grad():
+            features = make_features(x, *feature_inputs)
+            out = geometry.grouped_run(features, synthesis.build(*kernel_inputs)[0], bias)
+    return geometry.per_sample(out, x.shape[0])
