@@ -16,8 +16,10 @@ hand-written gradients. ``forward_as_specified`` is the specification operator b
 operator; ``torch.jit.trace`` records it.
 """
 
+import difflib
+import inspect
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +68,26 @@ def _check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
             f'FDConv option {name}={value!r} is not supported; '
             f'allowed values: {", ".join(map(repr, allowed))}'
         )
+
+
+def _check_known(owner: str, given: Iterable[str], known: Iterable[str]) -> None:
+    """Raise a TypeError naming the unknown options, the closest known ones and all known.
+
+    Args:
+        owner (str): What takes the options, e.g. 'FDConv' or 'FDConv fbm_cfg'.
+        given (Iterable[str]): The option names given.
+        known (Iterable[str]): The option names accepted.
+    """
+    known = sorted(known)
+    unknown = sorted(set(given) - set(known))
+    if not unknown:
+        return
+    close = sorted({m for name in unknown for m in difflib.get_close_matches(name, known, n=1)})
+    hint = f' (did you mean {", ".join(map(repr, close))}?)' if close else ''
+    raise TypeError(
+        f'{owner} got unknown option(s) {", ".join(map(repr, unknown))}{hint}; '
+        f'valid options: {", ".join(known)}'
+    )
 
 
 def _check_positive(name: str, value: Any, kind: type = float) -> None:
@@ -119,12 +141,7 @@ def _resolve_kernel_num(kernel_num: Any, n_freq_groups: Any) -> Any:
 def _resolve_fbm_cfg(fbm_cfg: Optional[Dict[str, Any]], in_channels: int) -> Dict[str, Any]:
     """Validated FBM settings, defaults filled in and no-effect keys dropped."""
     given = dict(fbm_cfg or {})
-    unknown = sorted(set(given) - set(FBM_DEFAULTS) - set(FBM_IGNORED_KEYS))
-    if unknown:
-        raise TypeError(
-            f'FDConv fbm_cfg got unknown key(s) {unknown}; known keys: '
-            f'{sorted(FBM_DEFAULTS) + sorted(FBM_IGNORED_KEYS)}'
-        )
+    _check_known('FDConv fbm_cfg', given, (*FBM_DEFAULTS, *FBM_IGNORED_KEYS))
     cfg = {**FBM_DEFAULTS, **{k: v for k, v in given.items() if k in FBM_DEFAULTS}}
     k_list = cfg['k_list']
     if (
@@ -151,6 +168,12 @@ def _resolve_fbm_cfg(fbm_cfg: Optional[Dict[str, Any]], in_channels: int) -> Dic
             f'int dividing in_channels={in_channels}'
         )
     return dict(cfg, k_list=tuple(k_list))
+
+
+def _option_names() -> List[str]:
+    """The names FDConv's constructor takes."""
+    parameters = inspect.signature(FDConv.__init__).parameters.values()
+    return [p.name for p in parameters if p.name != 'self' and p.kind != p.VAR_KEYWORD]
 
 
 class FDConv(nn.Conv2d):
@@ -199,6 +222,7 @@ class FDConv(nn.Conv2d):
             checkpoints and the reference vectors use) or 'exact' (integer keys of
             SPEC section 4). See :func:`frequency_radius_order`. Defaults to 'original'.
         att_grid, use_fdconv_if_stride_in: Accepted with no effect, as in the original.
+        **unknown_options: Refused with a TypeError that lists the valid options.
 
     Example:
         >>> import torch
@@ -247,7 +271,9 @@ class FDConv(nn.Conv2d):
         frequency_order: str = 'original',
         att_grid: Any = None,
         use_fdconv_if_stride_in: Any = None,
+        **unknown_options: Any,
     ) -> None:
+        _check_known(type(self).__name__, unknown_options, _option_names())
         super().__init__(
             in_channels,
             out_channels,
@@ -470,6 +496,8 @@ class FDConv(nn.Conv2d):
             raise ValueError(
                 f'FDConv expects input (B, {self.in_channels}, H, W), got ' f'{tuple(x.shape)}'
             )
+        if x.shape[0] == 0:
+            return self._forward_empty(x)
         if torch.jit.is_tracing():
             return self.forward_as_specified(x)
         batch, _, height, width = x.shape
@@ -518,6 +546,28 @@ class FDConv(nn.Conv2d):
             return torch.addcmul(self.bias.view(1, -1, 1, 1).to(out.dtype), out, filters)
         return out
 
+    def _forward_empty(self, x: Tensor) -> Tensor:
+        """A batch of no samples (e.g. no RoI): (0, Cin, H, W) -> (0, Cout, H', W').
+
+        As ``nn.Conv2d``: an empty output whose backward pass gives every parameter a zero
+        gradient (DDP expects one for each). The global KSM still runs, so that a
+        ``SyncBatchNorm`` in it still joins the other processes' collectives.
+        """
+        features = self.conv_features(x, None, None, None)
+        geometry = self.conv_geometry
+        out = F.conv2d(
+            features,
+            features.new_zeros(self.out_channels, self.in_channels, *self.kernel_size),
+            None if self.bias is None else self.bias.to(features.dtype),
+            geometry.stride,
+            geometry.padding,
+            geometry.dilation,
+        )
+        attentions = self.KSM_Global(x.mean(dim=(2, 3), keepdim=True))
+        anchors = [p.view(-1)[0] for p in self.parameters()]
+        anchors += [a.sum() for a in attentions if a is not None]
+        return out + sum(anchors).to(out.dtype) * 0
+
     def forward_as_specified(self, x: Tensor) -> Tensor:
         """SPEC sections 3-6 operator by operator: (B, Cin, H, W) -> (B, Cout, H', W').
 
@@ -545,31 +595,48 @@ class FDConv(nn.Conv2d):
         return self.conv_geometry.run(features, kernels, self.bias)
 
     def _load_from_state_dict(
-        self, state_dict: Dict[str, Tensor], prefix: str, *args: Any, **kwargs: Any
+        self,
+        state_dict: Dict[str, Tensor],
+        prefix: str,
+        local_metadata: Dict[str, Any],
+        strict: bool,
+        missing_keys: List[str],
+        unexpected_keys: List[str],
+        error_msgs: List[str],
     ) -> None:
         """Convert a spatial ``weight`` to ``dft_weight`` on load (SPEC section 7).
 
-        A 1x1 layer also takes an ``nn.Linear`` weight ``(Cout, Cin)``.
+        A 1x1 layer also takes an ``nn.Linear`` weight ``(Cout, Cin)``. A ``weight`` of
+        another shape is a size mismatch, reported as ``nn.Conv2d`` reports one (so that
+        ``load_state_dict`` raises, strict or not).
 
         ``nn.Module.load_state_dict`` works on its own copy of the dict, so the caller's
         dict is left as it was.
         """
         weight_key, spectrum_key = prefix + 'weight', prefix + 'dft_weight'
-        weight = state_dict.get(weight_key)
-        if weight is not None and weight.dim() == 2 and self.kernel_size == (1, 1):
-            weight = weight[:, :, None, None]  # an nn.Linear weight, as a 1x1 conv
+        given = weight = state_dict.get(weight_key)
+        if given is not None and given.dim() == 2 and self.kernel_size == (1, 1):
+            weight = given[:, :, None, None]  # an nn.Linear weight, as a 1x1 conv
             state_dict[weight_key] = weight
-        expected = (self.out_channels, self.in_channels, *self.kernel_size)
         if (
             self.fdconv_active
             and self.convert_param
             and weight is not None
             and spectrum_key not in state_dict
-            and tuple(weight.shape) == expected
         ):
             del state_dict[weight_key]
-            state_dict[spectrum_key] = kernel_to_spectrum(weight, self.param_ratio)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+            expected = (self.out_channels, self.in_channels, *self.kernel_size)
+            if tuple(weight.shape) == expected:
+                state_dict[spectrum_key] = kernel_to_spectrum(weight, self.param_ratio)
+            else:
+                error_msgs.append(
+                    f'size mismatch for {weight_key}: copying a param with shape '
+                    f'{given.shape} from checkpoint, the shape in current model is '
+                    f'{torch.Size(expected)}.'
+                )
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

@@ -111,16 +111,18 @@ class KernelSpatialModulationGlobal(nn.Module):
                 nn.init.zeros_(head.bias)
 
     def _normalize(self, hidden: Tensor) -> Tensor:
-        """BatchNorm that also trains on a single sample, with the running statistics.
+        """BatchNorm that also trains on a single sample (or none), with the running statistics.
 
         The statistics of one value per channel are undefined; a detector trained with one
         image per GPU must still train, so a lone sample is normalized as in eval mode and
-        the running statistics are left untouched. This holds for every BatchNorm the layer
+        the running statistics are left untouched; so is an empty batch (an empty RoI
+        batch), whose statistics would be NaN. This holds for every BatchNorm the layer
         may have been converted to (mmengine's ``sync_bn``, its ``_BatchNormXd``), except a
-        ``SyncBatchNorm`` that gathers the samples of several processes.
+        ``SyncBatchNorm`` that gathers the samples of several processes (it takes an empty
+        batch itself).
         """
         bn = self.bn
-        if self.training and hidden.shape[0] == 1 and _normalizes_samples_alone(bn):
+        if self.training and hidden.shape[0] <= 1 and _normalizes_samples_alone(bn):
             return F.batch_norm(
                 hidden, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps
             )

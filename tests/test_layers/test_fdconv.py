@@ -1,6 +1,7 @@
 import copy
 import io
 import math
+import re
 
 import pytest
 import torch
@@ -57,6 +58,29 @@ def test_spatial_weight_converts_on_load_and_leaves_the_dict_alone():
         fdconv.load_state_dict(state, strict=True)
 
 
+@pytest.mark.parametrize('strict', [True, False])
+@pytest.mark.parametrize(
+    'kernel_size,shape', [(3, (32, 32, 1, 1)), (3, (32, 16, 3, 3)), (1, (16, 32)), (1, (32, 32, 3))]
+)
+def test_misshaped_conv_weight_is_a_size_mismatch_as_in_conv2d(kernel_size, shape, strict):
+    fdconv = FDConv(32, 32, kernel_size, kernel_num=8)
+    before = fdconv.dft_weight.detach().clone()
+    state = {'weight': torch.randn(shape)}
+    given, wanted = torch.Size(shape), torch.Size((32, 32, kernel_size, kernel_size))
+    expected = rf'size mismatch for weight: .*{re.escape(str(given))}.*{re.escape(str(wanted))}'
+    with pytest.raises(RuntimeError, match=expected):
+        fdconv.load_state_dict(state, strict=strict)
+    with pytest.raises(RuntimeError, match='size mismatch for weight'):
+        nn.Conv2d(32, 32, kernel_size).load_state_dict(state, strict=strict)
+    assert torch.equal(fdconv.dft_weight, before)
+
+
+def test_misshaped_weight_of_a_nested_layer_names_its_key():
+    model = nn.Sequential(nn.Identity(), FDConv(32, 32, 3, kernel_num=8))
+    with pytest.raises(RuntimeError, match=r'size mismatch for 1\.weight'):
+        model.load_state_dict({'1.weight': torch.randn(32, 32, 1, 1)}, strict=False)
+
+
 def test_gradcheck_float64(randomize):
     torch.manual_seed(0)
     conv = FDConv(
@@ -100,7 +124,10 @@ BATCH_NORM_CONVERSIONS = {
 
 
 @pytest.mark.parametrize('convert', BATCH_NORM_CONVERSIONS.values(), ids=BATCH_NORM_CONVERSIONS)
-def test_batch_size_one_trains_like_eval_without_touching_statistics(randomize, convert):
+@pytest.mark.parametrize('batch', [0, 1])
+def test_batch_size_one_or_zero_trains_like_eval_without_touching_statistics(
+    randomize, convert, batch
+):
     conv = FDConv(32, 32, 3, padding=1, kernel_num=8)
     randomize(conv)
     conv.KSM_Global.bn = convert(conv.KSM_Global.bn)
@@ -108,7 +135,7 @@ def test_batch_size_one_trains_like_eval_without_touching_statistics(randomize, 
         conv.KSM_Global.bn.running_mean.normal_()
         conv.KSM_Global.bn.running_var.uniform_(0.5, 2.0)
     stats = {k: v.clone() for k, v in conv.KSM_Global.bn.state_dict().items()}
-    x = torch.randn(1, 32, 8, 8)
+    x = torch.randn(batch, 32, 8, 8)
     y_train = conv.train()(x)
     y_train.sum().backward()
     assert all(torch.equal(v, conv.KSM_Global.bn.state_dict()[k]) for k, v in stats.items())

@@ -3,6 +3,7 @@
 import pytest
 
 from fdconv_mm import FDConv
+from fdconv_mm.layers.fdconv import FDConvLinear
 
 
 def build(**options):
@@ -49,15 +50,28 @@ def test_values_are_checked_for_inactive_layers_too():
 
 
 @pytest.mark.parametrize(
-    'options,name',
+    'build_layer,options,name,close,valid',
     [
-        (dict(kernel_nums=64), 'kernel_nums'),
-        (dict(fbm_cfg=dict(k_lists=[2])), 'k_lists'),
+        (build, dict(kernel_nums=64), 'kernel_nums', 'kernel_num', ('fbm_cfg', 'padding')),
+        (build, dict(fbm_cfg=dict(k_lists=[2])), 'k_lists', 'k_list', ('act', 'max_size')),
+        (
+            FDConvLinear,
+            dict(in_features=32, out_features=32, reductoin=0.1),
+            'reductoin',
+            'reduction',
+            ('kernel_num',),
+        ),
     ],
 )
-def test_unknown_names_are_type_errors(options, name):
-    with pytest.raises(TypeError, match=name):
-        build(**options)
+def test_unknown_names_are_type_errors_listing_the_valid_names(
+    build_layer, options, name, close, valid
+):
+    with pytest.raises(TypeError) as error:
+        build_layer(**options)
+    message = str(error.value)
+    assert f"unknown option(s) '{name}' (did you mean '{close}'?)" in message
+    listed = message.split('valid options: ')[1].split(', ')
+    assert set(valid) <= set(listed) and name not in listed
 
 
 def test_grouped_active_layer_is_refused():
