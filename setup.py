@@ -24,6 +24,9 @@ setup(
     long_description=(HERE / 'README.md').read_text(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['fdconv_mm', 'fdconv_mm.*', 'fdconv']),
+    # The configs ship where mmdet and mmseg keep theirs, in <package>/.mim/configs (a link to
+    # configs/ in the repository): `python -m fdconv_mm.configs` prints the installed folder.
+    package_data={'fdconv_mm': ['.mim/configs/**/*.py']},
     python_requires='>=3.8',
     install_requires=['torch==2.13.0'] + read_requirements('runtime.txt'),
     extras_require={'tests': read_requirements('tests.txt')},

@@ -2,7 +2,8 @@
 # triangles on textured backgrounds, COCO json with boxes and masks, written under
 # data/demo_shapes by `make demo` (or tools/demo/generate_data.py).
 dataset_type = 'CocoDataset'
-data_root = 'data/demo_shapes/'
+# Under $FDCONV_DATA_ROOT when set, else under data/ of the working directory.
+data_root = '{{$FDCONV_DATA_ROOT:data}}/demo_shapes/'
 metainfo = dict(
     classes=('circle', 'square', 'triangle'),
     palette=[(220, 50, 50), (40, 175, 70), (50, 90, 225)],

@@ -1,7 +1,8 @@
 # The embedded demo dataset (fdconv_mm.demo) as semantic segmentation: 128x128 images and
 # label maps with 0 = background, 1..3 = circle, square, triangle (reduce_zero_label=False).
 dataset_type = 'BaseSegDataset'
-data_root = 'data/demo_shapes/'
+# Under $FDCONV_DATA_ROOT when set, else under data/ of the working directory.
+data_root = '{{$FDCONV_DATA_ROOT:data}}/demo_shapes/'
 metainfo = dict(
     classes=('background', 'circle', 'square', 'triangle'),
     palette=[(0, 0, 0), (220, 50, 50), (40, 175, 70), (50, 90, 225)],

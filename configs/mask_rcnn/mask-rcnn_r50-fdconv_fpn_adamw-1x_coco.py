@@ -23,10 +23,21 @@ model = dict(
         style='pytorch',
         conv_cfg=dict(type='FDConv', kernel_num=64),
         need_grad_list=['KSM', 'FBM'],
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/resnet50_fdconv.pth'),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='{{$FDCONV_PRETRAINED:pretrained}}/resnet50_fdconv.pth'
+        ),
     ),
     neck=dict(in_channels=[256, 512, 1024, 2048]),
 )
+
+# Data and weights: under $FDCONV_DATA_ROOT and $FDCONV_PRETRAINED when set, else under data/
+# and pretrained/ of the working directory (README, "Use the configs in your project").
+data_root = '{{$FDCONV_DATA_ROOT:data}}/coco/'
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
 
 max_epochs = 12
 train_cfg = dict(max_epochs=max_epochs)

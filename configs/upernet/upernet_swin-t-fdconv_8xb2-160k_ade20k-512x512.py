@@ -13,6 +13,15 @@ model = dict(
         type='SwinTransformerFDConv',
         conv_cfg=dict(type='FDConv', kernel_num=64),
         need_grad_list=['KSM', 'FBM'],
-        init_cfg=dict(type='Pretrained', checkpoint='pretrained/swin_tiny_fdconv.pth'),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='{{$FDCONV_PRETRAINED:pretrained}}/swin_tiny_fdconv.pth'
+        ),
     ),
 )
+
+# Data and weights: under $FDCONV_DATA_ROOT and $FDCONV_PRETRAINED when set, else under data/
+# and pretrained/ of the working directory (README, "Use the configs in your project").
+data_root = '{{$FDCONV_DATA_ROOT:data}}/ade/ADEChallengeData2016'
+train_dataloader = dict(dataset=dict(data_root=data_root))
+val_dataloader = dict(dataset=dict(data_root=data_root))
+test_dataloader = val_dataloader
