@@ -218,9 +218,11 @@ class FDConv(nn.Conv2d):
             the original's ``fs_feat``, ``spatial``, ``global_selection`` and
             ``max_size`` are accepted with no effect. Defaults to None (``FBM_DEFAULTS``).
         frequency_order (str): How Fourier positions are ranked into groups:
-            'original' (float32 radius as the original code, stable sort; what its
-            checkpoints and the reference vectors use) or 'exact' (integer keys of
-            SPEC section 4). See :func:`frequency_radius_order`. Defaults to 'original'.
+            'original' (float32 radius and torch's default CPU sort, exactly as the
+            original code: its checkpoints and the reference vectors), 'stable' (the same
+            radius sorted stably: models trained with fdconv-mm 0.1) or 'exact'
+            (integer keys, for new models). See :func:`frequency_radius_order`.
+            Defaults to 'original'.
         att_grid, use_fdconv_if_stride_in: Accepted with no effect, as in the original.
         **unknown_options: Refused with a TypeError that lists the valid options.
 

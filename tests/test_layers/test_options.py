@@ -29,7 +29,7 @@ def build(**options):
         (dict(use_fdconv_if_c_gt='16'), 'use_fdconv_if_c_gt'),
         (dict(att_multi='2'), 'att_multi'),
         (dict(use_ksm_local='yes'), 'use_ksm_local'),
-        (dict(frequency_order='float'), r"frequency_order='float' .*'original', 'exact'"),
+        (dict(frequency_order='float'), r"frequency_order='float' .*'original', 'stable', 'exact'"),
         (dict(fbm_cfg=dict(act='relu')), r"fbm_cfg.act='relu' .*'sigmoid', 'tanh', 'softmax'"),
         (dict(fbm_cfg=dict(k_list=[])), 'k_list'),
         (dict(fbm_cfg=dict(k_list=[2, 0])), 'k_list'),
