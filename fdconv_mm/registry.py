@@ -2,8 +2,9 @@
 
 ``import fdconv_mm`` calls :func:`register_all` when mmengine is importable, so that
 ``conv_cfg=dict(type='FDConv', ...)`` resolves through ``mmcv.cnn.build_conv_layer``
-under any default scope (it falls back to mmengine's root ``MODELS``), and the backbones
-resolve under the 'mmdet' and 'mmseg' scopes. The names ``ResNet_FDConv`` are the original
+under any default scope (it falls back to mmengine's root ``MODELS``), the backbones
+resolve under the 'mmdet' and 'mmseg' scopes, and mmengine checkpoints load with
+``torch.load``'s ``weights_only=True``. The names ``ResNet_FDConv`` are the original
 configs'.
 """
 
@@ -44,15 +45,28 @@ def check_versions() -> None:
 
 
 def register_all() -> None:
-    """Register FDConv in mmengine's root ``MODELS`` and the backbones in mmdet's and mmseg's."""
+    """Register FDConv and the tools' checkpoint hook, and let torch load mmengine checkpoints.
+
+    FDConv and :class:`~fdconv_mm.engine.AtomicCheckpointHook` go into mmengine's root
+    ``MODELS`` and ``HOOKS`` (found under any scope), the backbones into mmdet's and mmseg's
+    ``MODELS``. :func:`~fdconv_mm.engine.allow_mmengine_checkpoints` makes checkpoints saved by
+    mmengine load under torch>=2.6's ``weights_only=True``, so that mmdet's and mmseg's own
+    APIs (``init_detector``, ``DetInferencer``, ``init_model``, ``MMSegInferencer``, a
+    ``Runner`` with ``load_from``, their ``tools/test.py``) load them once a config's
+    ``custom_imports`` has imported ``fdconv_mm``.
+    """
     check_versions()
     from mmdet.registry import MODELS as DET_MODELS
-    from mmengine.registry import MODELS
+    from mmengine.registry import HOOKS, MODELS
     from mmseg.registry import MODELS as SEG_MODELS
 
+    from .engine.checkpoint import allow_mmengine_checkpoints
+    from .engine.checkpoint_hook import AtomicCheckpointHook
     from .models import backbones
 
+    allow_mmengine_checkpoints()
     MODELS.register_module('FDConv', module=FDConv)
+    HOOKS.register_module('AtomicCheckpointHook', module=AtomicCheckpointHook)
     det_backbones = {
         ('ResNetFDConv', 'ResNet_FDConv'): backbones.ResNetFDConv,
         ('ResNetV1dFDConv', 'ResNetV1d_FDConv'): backbones.ResNetV1dFDConv,

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from fdconv_mm.converters import convert_imagenet_checkpoint
+from fdconv_mm.engine import atomic_torch_save
 from fdconv_mm.version import __version__
 
 
@@ -90,7 +91,7 @@ def main(argv=None) -> int:
         model_type=args.model_type,
         conv_cfg=conv_cfg,
     )
-    torch.save(dict(state_dict=state_dict, meta=meta), args.save_path)
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.save_path)
     print(f'{args.weight_path} ({summary.layout} layout) -> {args.save_path}')
     print(f'  converted to dft_weight: {len(summary.converted)}')
     print(f'  copied:                  {len(summary.copied)}')

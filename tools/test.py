@@ -9,7 +9,7 @@ import sys
 
 from mmengine.config import DictAction
 
-from fdconv_mm.engine import run_test, setup_test_config
+from fdconv_mm.engine import CheckpointMismatchError, run_test, setup_test_config
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,6 +41,13 @@ def parse_args() -> argparse.Namespace:
         help='job launcher',
     )
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='test a checkpoint whose keys do not all match the model (missing, unexpected '
+        'or mis-shaped); without it such a checkpoint is refused, since the metrics would be '
+        'those of a partly initialized model',
+    )
     # torch.distributed.launch passes --local-rank (torch>=2.0) or --local_rank.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
@@ -65,7 +72,10 @@ def main() -> None:
         )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'test.py: error: {error}')
-    run_test(cfg)
+    try:
+        run_test(cfg, allow_partial_load=args.allow_partial_load)
+    except CheckpointMismatchError as error:
+        sys.exit(f'test.py: error: {error}')
 
 
 if __name__ == '__main__':

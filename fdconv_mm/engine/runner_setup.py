@@ -12,7 +12,8 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint import allow_mmengine_checkpoints
+from .checkpoint_hook import use_atomic_checkpoints
+from .checkpoint_match import check_checkpoint_matches
 from .distributed import destroy_process_group, prepare_distributed
 from .eval_options import dump_predictions, enable_tta, enable_visualization
 from .resume import is_remote, resolve_resume
@@ -20,6 +21,7 @@ from .scope import register_scope_modules
 from .train_options import enable_amp, enable_auto_scale_lr
 
 WORK_DIRS = './work_dirs'
+ALLOW_PARTIAL_LOAD = '--allow-partial-load'
 
 
 def default_work_dir(config_path: str) -> str:
@@ -71,6 +73,9 @@ def setup_train_config(
 ) -> Config:
     """The config ``tools/train.py`` builds its Runner from.
 
+    mmengine's ``CheckpointHook`` becomes :class:`~fdconv_mm.engine.AtomicCheckpointHook`
+    (checkpoints are never left half-written).
+
     Args:
         config_path (str): The config file.
         work_dir (str, optional): ``--work-dir``. Defaults to None.
@@ -91,6 +96,7 @@ def setup_train_config(
     if auto_scale_lr:
         enable_auto_scale_lr(cfg)
     resolve_resume(cfg, resume)
+    use_atomic_checkpoints(cfg)
     return cfg
 
 
@@ -138,11 +144,11 @@ def setup_test_config(
 
 
 def build_runner(cfg: Config) -> Runner:
-    """Build the Runner of ``cfg`` (``runner_type`` if set), ready to load our checkpoints.
+    """Build the Runner of ``cfg`` (``runner_type`` if set).
 
-    Allowlists mmengine's checkpoint contents for ``torch.load`` and prepares multi-process
-    runs on CPUs (:func:`~fdconv_mm.engine.prepare_distributed`) first; what that changed is
-    written to the Runner's log.
+    Prepares multi-process runs on CPUs (:func:`~fdconv_mm.engine.prepare_distributed`)
+    first; what that changed is written to the Runner's log. mmengine checkpoints load under
+    torch>=2.6 because importing ``fdconv_mm`` allowlisted their contents.
 
     Args:
         cfg (Config): A config from :func:`setup_train_config` or :func:`setup_test_config`.
@@ -150,7 +156,6 @@ def build_runner(cfg: Config) -> Runner:
     Returns:
         Runner: The Runner.
     """
-    allow_mmengine_checkpoints()
     notes = prepare_distributed(cfg)
     if 'runner_type' in cfg:
         registry = importlib.import_module(f'{cfg.default_scope}.registry')
@@ -168,8 +173,24 @@ def run_train(cfg: Config) -> None:
     destroy_process_group()
 
 
-def run_test(cfg: Config) -> Dict[str, Any]:
-    """Build the Runner of ``cfg`` and test it; returns the metrics."""
-    metrics = build_runner(cfg).test()
-    destroy_process_group()
+def run_test(cfg: Config, allow_partial_load: bool = False) -> Dict[str, Any]:
+    """Build the Runner of ``cfg`` and test ``cfg.load_from``; returns the metrics.
+
+    Args:
+        cfg (Config): A config from :func:`setup_test_config`.
+        allow_partial_load (bool): ``--allow-partial-load``: test a checkpoint with missing,
+            unexpected or mis-shaped keys (mmengine only logs a warning). Otherwise such a
+            checkpoint raises :class:`~fdconv_mm.engine.CheckpointMismatchError` before
+            anything is evaluated. Defaults to False.
+
+    Returns:
+        dict: The metrics.
+    """
+    runner = build_runner(cfg)
+    try:
+        if not allow_partial_load:
+            check_checkpoint_matches(runner.model, cfg.load_from, ALLOW_PARTIAL_LOAD)
+        metrics = runner.test()
+    finally:
+        destroy_process_group()
     return metrics

@@ -9,32 +9,9 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
-from mmengine.model import BaseModel
-from mmengine.runner import Runner
-from torch.utils.data import Dataset
 
 from fdconv_mm.engine import allow_mmengine_checkpoints
 from fdconv_mm.engine.checkpoint import history_buffer_method
-
-
-class ToyModel(BaseModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.linear = torch.nn.Linear(2, 1)
-
-    def forward(self, inputs, targets, mode='tensor'):
-        outputs = self.linear(torch.stack(inputs))
-        if mode == 'loss':
-            return dict(loss=((outputs.squeeze(1) - torch.stack(targets)) ** 2).mean())
-        return outputs
-
-
-class ToyDataset(Dataset):
-    def __len__(self) -> int:
-        return 4
-
-    def __getitem__(self, index: int) -> dict:
-        return dict(inputs=torch.full((2,), float(index)), targets=torch.tensor(float(index)))
 
 
 class NotAllowed:
@@ -57,26 +34,10 @@ def clean_safe_globals():
 
 
 @pytest.fixture(scope='module')
-def runner_checkpoint(tmp_path_factory) -> str:
+def runner_checkpoint(tmp_path_factory, make_toy_runner) -> str:
     """A checkpoint written by mmengine's CheckpointHook after 2 iterations of a tiny Runner."""
     work_dir = tmp_path_factory.mktemp('toy_runner')
-    runner = Runner(
-        model=ToyModel(),
-        work_dir=str(work_dir),
-        train_dataloader=dict(
-            dataset=ToyDataset(),
-            sampler=dict(type='InfiniteSampler', shuffle=False),
-            batch_size=2,
-            num_workers=0,
-        ),
-        train_cfg=dict(type='IterBasedTrainLoop', max_iters=2),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
-        param_scheduler=dict(type='LinearLR', start_factor=0.5, by_epoch=False, end=2),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False)),
-        experiment_name='fdconv_mm_test_checkpoint',
-        default_scope=None,  # a scope would stay current and steer later tests' registries
-    )
-    runner.train()
+    make_toy_runner(work_dir, dict(type='CheckpointHook', interval=2, by_epoch=False)).train()
     return str(work_dir / 'iter_2.pth')
 
 

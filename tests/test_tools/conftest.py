@@ -103,6 +103,7 @@ model = dict(
     train_cfg=dict(), test_cfg=dict(mode='whole'))
 pipeline = [
     dict(type='LoadImageFromFile'), dict(type='LoadAnnotations'), dict(type='PackSegInputs')]
+test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]  # mmseg.apis
 dataset = dict(
     type='BaseSegDataset', data_root=data_root, pipeline=pipeline,
     metainfo=dict(classes=('background', 'box'), palette=[[0, 0, 0], [255, 0, 0]]),
@@ -220,7 +221,7 @@ def tool_process(
     )
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def run_tool():
     """:func:`tool_process`, for the tests."""
     return tool_process
