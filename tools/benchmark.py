@@ -43,6 +43,12 @@ def parse_args() -> argparse.Namespace:
         help='time every layer (Conv2d, FDConv, floor) as torch.compile(layer); the '
         'models stay eager',
     )
+    parser.add_argument(
+        '--keep-for-backward',
+        action='store_true',
+        help="FDConv's speed mode (keep_for_backward=True) in the layers and the models' "
+        'backbones',
+    )
     parser.add_argument('--json', help='write all results to this JSON file')
     part = parser.add_mutually_exclusive_group()
     part.add_argument('--layers-only', action='store_true', help='skip the models')
@@ -69,6 +75,7 @@ def main() -> None:
         image_size=args.image_size,
         fdconv_options=args.fdconv_cfg_options,
         compile_layers=args.compile,
+        keep_for_backward=args.keep_for_backward,
     )
     print(format_report(results))
     if args.json:

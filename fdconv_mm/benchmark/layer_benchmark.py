@@ -9,7 +9,7 @@ FDConv's time is overhead.
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -80,12 +80,17 @@ RESNET50_DETECTION_SHAPES = (
     LayerShape(256, 1024, 1, 25, 38),
     LayerShape(2048, 512, 1, 13, 19),
 )
-LAYER_BUILDERS: Dict[str, Callable[[LayerShape], nn.Module]] = {
+LAYER_BUILDERS: Dict[str, Callable[..., nn.Module]] = {
     'Conv2d': lambda s: nn.Conv2d(
         s.in_channels, s.out_channels, s.kernel_size, padding=s.kernel_size // 2
     ),
-    'FDConv': lambda s: FDConv(
-        s.in_channels, s.out_channels, s.kernel_size, padding=s.kernel_size // 2, kernel_num=64
+    'FDConv': lambda s, **options: FDConv(
+        s.in_channels,
+        s.out_channels,
+        s.kernel_size,
+        padding=s.kernel_size // 2,
+        kernel_num=64,
+        **options,
     ),
     'floor': lambda s: FourierKernelFloor(s.in_channels, s.out_channels, s.kernel_size),
 }
@@ -152,8 +157,11 @@ def benchmark_layers(
     repeat: int = 10,
     warmup: int = 3,
     compile_layers: bool = False,
+    fdconv_options: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, object]:
     """Every shape with :data:`LAYER_BUILDERS`, and the FDConv / Conv2d ratios.
+
+    ``fdconv_options`` are further FDConv options, e.g. ``dict(keep_for_backward=True)``.
 
     With ``compile_layers``, every layer is timed as ``torch.compile(layer)`` (inductor), each
     compiled afresh for its static shape; the warm-up runs include the compilations.
@@ -170,7 +178,7 @@ def benchmark_layers(
         row: Dict[str, object] = dict(asdict(shape))
         for name, build in LAYER_BUILDERS.items():
             torch.manual_seed(0)
-            layer = build(shape)
+            layer = build(shape, **(fdconv_options or {})) if name == 'FDConv' else build(shape)
             if compile_layers:
                 torch.compiler.reset()  # a static graph per shape, as a fixed-size model gets
                 layer = torch.compile(layer)
@@ -183,6 +191,7 @@ def benchmark_layers(
     return dict(
         batch_size=batch_size,
         compiled=compile_layers,
+        fdconv_options=dict(fdconv_options or {}),
         rows=rows,
         train_ratio_geomean=geometric_mean([row['train_ms_ratio'] for row in rows]),
         forward_ratio_geomean=geometric_mean([row['forward_ms_ratio'] for row in rows]),

@@ -11,6 +11,8 @@ from .timing import MEMORY_METHODS
 
 LAYER_DEFAULTS = dict(repeat=10, warmup=3)
 MODEL_DEFAULTS = dict(repeat=5, warmup=2)
+# Every FDConv layer of the benchmarked models is in the backbone.
+KEEP_FOR_BACKWARD_KEY = 'model.backbone.conv_cfg.keep_for_backward'
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,10 +34,12 @@ def run_suite(
     image_size: Optional[int] = None,
     fdconv_options: Optional[Dict[str, Any]] = None,
     compile_layers: bool = False,
+    keep_for_backward: bool = False,
 ) -> Dict[str, Any]:
     """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults,
     ``image_size`` None: each model's reduced size; ``fdconv_options``: merged into the
-    FDConv model configs; ``compile_layers``: time the layers under ``torch.compile``."""
+    FDConv model configs; ``compile_layers``: time the layers under ``torch.compile``;
+    ``keep_for_backward``: FDConv's speed mode in the layers and the models' backbones."""
     results: Dict[str, Any] = dict(
         machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
     )
@@ -45,9 +49,13 @@ def run_suite(
             repeat=repeat or LAYER_DEFAULTS['repeat'],
             warmup=LAYER_DEFAULTS['warmup'] if warmup is None else warmup,
             compile_layers=compile_layers,
+            fdconv_options=dict(keep_for_backward=True) if keep_for_backward else None,
         )
     if models:
         from .model_benchmark import benchmark_models  # imports mmdet and mmseg
+
+        if keep_for_backward:
+            fdconv_options = {**(fdconv_options or {}), KEEP_FOR_BACKWARD_KEY: True}
 
         results['models'] = benchmark_models(
             device,
@@ -65,6 +73,8 @@ def format_report(results: Dict[str, Any]) -> str:
     parts = [f"Machine: {describe(results['machine'])}"]
     if 'layers' in results:
         compiled = ', every layer torch.compile-d' if results['layers'].get('compiled') else ''
+        if results['layers'].get('fdconv_options'):
+            compiled += f", FDConv options {results['layers']['fdconv_options']}"
         parts += [
             'Layers: FDConv(cin, cout, k, padding=k//2, kernel_num=64) vs nn.Conv2d, '
             f'medians; train = forward + backward{compiled}',

@@ -223,6 +223,11 @@ class FDConv(nn.Conv2d):
             radius sorted stably: models trained with fdconv-mm 0.1) or 'exact'
             (integer keys, for new models). See :func:`frequency_radius_order`.
             Defaults to 'original'.
+        keep_for_backward (bool): Training speed for memory: keep each forward pass's
+            per-sample kernels and FBM features for the backward pass (True) instead of
+            rebuilding them there (False, the lean default). The same function and
+            gradients; one backward pass per forward (no ``retain_graph``). Not an option
+            of the original code. Defaults to False.
         att_grid, use_fdconv_if_stride_in: Accepted with no effect, as in the original.
         **unknown_options: Refused with a TypeError that lists the valid options.
 
@@ -271,6 +276,7 @@ class FDConv(nn.Conv2d):
         linear_mode: bool = False,
         fbm_cfg: Optional[Dict[str, Any]] = None,
         frequency_order: str = 'original',
+        keep_for_backward: bool = False,
         att_grid: Any = None,
         use_fdconv_if_stride_in: Any = None,
         **unknown_options: Any,
@@ -314,6 +320,7 @@ class FDConv(nn.Conv2d):
             ('ksm_only_kernel_att', ksm_only_kernel_att),
             ('use_ksm_local', use_ksm_local),
             ('convert_param', convert_param),
+            ('keep_for_backward', keep_for_backward),
         ):
             _check_choice(name, flag, (False, True))
         fdconv_kernel_sizes = _check_int_tuple('use_fdconv_if_k_in', use_fdconv_if_k_in)
@@ -339,6 +346,7 @@ class FDConv(nn.Conv2d):
         self.kernel_num = kernel_num
         self.param_ratio = param_ratio
         self.convert_param = convert_param
+        self.keep_for_backward = keep_for_backward
         self.use_fbm = kernel_h in fbm_kernel_sizes or (use_fbm_for_stride and max(self.stride) > 1)
         self.alpha = min(in_channels, out_channels) // 2 * kernel_num * param_ratio
 
@@ -540,6 +548,7 @@ class FDConv(nn.Conv2d):
             bias,
             (fbm_weight, fbm_bias, feature_scale),
             kernel_inputs,
+            self.keep_for_backward,
         )
         if scale_output:
             filters = filter_att.view(batch, cout, 1, 1).to(out.dtype)

@@ -8,7 +8,8 @@ layout of ``irfft2``'s output, and every attention is brought to that layout:
 with ``z`` KSM-local's logits, ``h`` its activation, ``row`` the spatial (and filter)
 attention and ``column`` the channel attention. The kernels are big (a batch of them is
 ``B`` times the layer's weight) and cheap to rebuild from small inputs, so
-:class:`~.sample_conv.RecomputingSampleConv` rebuilds them in the backward pass; the
+:class:`~.sample_conv.SampleConv` rebuilds them in the backward pass (or keeps them, in
+FDConv's ``keep_for_backward`` mode); the
 backward here then runs without an autograd graph, in place where it can: fewer passes
 over kernel-sized tensors and fewer of them alive at once than autograd would use.
 """

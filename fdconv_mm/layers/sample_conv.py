@@ -6,14 +6,15 @@ their ``irfft2`` layout (measured: 131 against 147 ms for a 512 -> 512 3x3 train
 on 13 x 19 maps). The kernels arrive as FDConv builds them, matrices ``(B, Cout*k,
 Cin*k)`` laid out ``(co, i, ci, j)``, and are permuted to ``conv2d``'s ``(co, ci, i, j)``.
 
-:class:`RecomputingSampleConv` keeps neither the kernels nor the convolved features for
+:class:`SampleConv` by default keeps neither the kernels nor the convolved features for
 the backward pass: it saves their inputs and rebuilds them there (activation
 checkpointing). A network of FDConvs would otherwise hold, per layer until the backward
-pass, several batch-sized kernels and FBM's bands of the input.
+pass, several batch-sized kernels and FBM's bands of the input. With ``keep`` (FDConv's
+``keep_for_backward``) it holds them instead and skips the rebuild: faster, more memory.
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -77,30 +78,73 @@ class SampleConvGeometry:
         """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (1, B*Cout, H', W')."""
         batch = features.shape[0]
         weight = self.conv_weight(kernels.to(features.dtype), batch)
+        return self.grouped_conv(self.conv_input(features), weight, bias, batch)
+
+    def grouped_conv(
+        self, conv_input: Tensor, weight: Tensor, bias: Optional[Tensor], batch: int
+    ) -> Tensor:
+        """(1, B*Cin, H, W) and :meth:`conv_weight` (B*Cout, Cin, k, k) -> (1, B*Cout, H', W')."""
         if bias is not None:
-            bias = bias.to(features.dtype).repeat(batch)
-        return F.conv2d(
-            self.conv_input(features), weight, bias, self.stride, self.padding, self.dilation, batch
-        )
+            bias = bias.to(conv_input.dtype).repeat(batch)
+        return F.conv2d(conv_input, weight, bias, self.stride, self.padding, self.dilation, batch)
 
     def run(self, features: Tensor, kernels: Tensor, bias: Optional[Tensor]) -> Tensor:
         """(B, Cin, H, W) with kernels (B or 1, Cout*k, Cin*k) -> (B, Cout, H', W')."""
         return self.per_sample(self.grouped_run(features, kernels, bias), features.shape[0])
 
 
-class RecomputingSampleConv(torch.autograd.Function):
-    """Per-sample conv that rebuilds its input features and kernels in the backward pass.
+def differentiable_conv_input(
+    make_features: Callable[..., Tensor],
+    geometry: SampleConvGeometry,
+    feature_args: Sequence[Optional[Tensor]],
+    needs_grad: Sequence[bool],
+) -> Tuple[Tensor, Optional[Callable[[Tensor], Tuple[Tensor, ...]]], List[int]]:
+    """The grouped conv's input ``geometry.conv_input(make_features(*feature_args))``, with
+    its vector-Jacobian product in the arguments that need a gradient.
 
-    ``apply(make_features, synthesis, geometry, split, x, bias, *inputs)`` returns
+    ``torch.func.vjp`` differentiates it without grad mode (an autograd function's backward
+    runs without it), and ``torch.compile`` traces it, where ``torch.autograd.grad`` would
+    break the graph.
+
+    Returns:
+        tuple: The conv input (1, B*Cin, H, W); the vjp (None if no argument needs a
+        gradient), which maps the conv input's gradient to those arguments' gradients; and
+        their indices in ``feature_args``.
+    """
+    wanted = [
+        i for i, (t, need) in enumerate(zip(feature_args, needs_grad)) if t is not None and need
+    ]
+
+    def conv_input_of(*differentiable: Tensor) -> Tensor:
+        args = list(feature_args)
+        for index, tensor in zip(wanted, differentiable):
+            args[index] = tensor
+        return geometry.conv_input(make_features(*args))
+
+    if not wanted:
+        return conv_input_of(), None, wanted
+    conv_input, vjp = torch.func.vjp(conv_input_of, *[feature_args[i] for i in wanted])
+    return conv_input, vjp, wanted
+
+
+class SampleConv(torch.autograd.Function):
+    """Per-sample conv whose backward pass rebuilds its input features and kernels, or,
+    with ``keep``, uses the ones of the forward pass.
+
+    ``apply(make_features, synthesis, geometry, split, keep, x, bias, *inputs)`` returns
     ``geometry.grouped_run(make_features(x, *inputs[:split]),
-    synthesis.build(*inputs[split:])[0], bias)``, (1, B*Cout, H', W'), and saves only
-    ``x``, ``bias`` and ``inputs``: neither the features (e.g.
-    FBM's output and its bands) nor the kernels. The backward pass rebuilds the features
-    under the autocast state of the forward pass (as ``torch.utils.checkpoint`` does),
-    differentiated with ``torch.func.vjp`` (which ``torch.compile`` traces, where
-    ``torch.autograd.grad`` would break the graph), and the kernels with
-    ``synthesis.build``, whose ``synthesis.backward`` back-propagates into the kernel
-    inputs (see :class:`~.kernel_synthesis.KernelSynthesis`).
+    synthesis.build(*inputs[split:])[0], bias)``, (1, B*Cout, H', W'). It saves ``x``,
+    ``bias`` and ``inputs``; without ``keep``, neither the features (e.g. FBM's output and
+    its bands) nor the kernels: the backward pass rebuilds the features under the autocast
+    state of the forward pass (as ``torch.utils.checkpoint`` does), differentiated by
+    :func:`differentiable_conv_input`, and the kernels with ``synthesis.build``, whose
+    ``synthesis.backward`` back-propagates into the kernel inputs (see
+    :class:`~.kernel_synthesis.KernelSynthesis`).
+
+    With ``keep``, ``x`` is the features themselves, built by autograd outside (which keeps
+    what FBM's backward needs), ``split`` is 0, and the kernels (the conv weight and the
+    synthesis cache) are held from the forward pass to the backward pass, which then runs
+    once: ``retain_graph`` needs the rebuilding mode.
     """
 
     @staticmethod
@@ -110,6 +154,7 @@ class RecomputingSampleConv(torch.autograd.Function):
         synthesis: Any,
         geometry: SampleConvGeometry,
         split: int,
+        keep: bool,
         x: Tensor,
         bias: Optional[Tensor],
         *inputs: Optional[Tensor],
@@ -118,46 +163,51 @@ class RecomputingSampleConv(torch.autograd.Function):
         ctx.autocast = (device, torch.is_autocast_enabled(device), torch.get_autocast_dtype(device))
         ctx.functions = (make_features, synthesis, geometry, split)
         ctx.save_for_backward(x, bias, *inputs)
-        features = make_features(x, *inputs[:split])
-        kernels, _ = synthesis.build(*inputs[split:])
-        return geometry.grouped_run(features, kernels, bias)
+        ctx.keep, ctx.kept = keep, None
+        if not keep:
+            features = make_features(x, *inputs[:split])
+            kernels, _ = synthesis.build(*inputs[split:])
+            return geometry.grouped_run(features, kernels, bias)
+        # keep: x holds the features already (see sample_conv), and no feature inputs.
+        kernels, cache = synthesis.build(*inputs, keep=any(ctx.needs_input_grad[7:]))
+        weight = geometry.conv_weight(kernels.to(x.dtype), x.shape[0])
+        del kernels
+        ctx.kept = (weight, cache)
+        return geometry.grouped_conv(geometry.conv_input(x), weight, bias, x.shape[0])
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
         x, bias, *inputs = ctx.saved_tensors
         make_features, synthesis, geometry, split = ctx.functions
-        needs_x, needs_bias = ctx.needs_input_grad[4:6]
-        needs_features = ctx.needs_input_grad[6 : 6 + split]
-        needs_kernels = ctx.needs_input_grad[6 + split :]
-        device, autocast, autocast_dtype = ctx.autocast
-        feature_args = [x, *inputs[:split]]
-        wanted = [
-            i
-            for i, (t, need) in enumerate(zip(feature_args, [needs_x, *needs_features]))
-            if t is not None and need
-        ]
-
-        def conv_input_of(*differentiable: Tensor) -> Tensor:
-            args = list(feature_args)
-            for index, tensor in zip(wanted, differentiable):
-                args[index] = tensor
-            return geometry.conv_input(make_features(*args))
-
-        with torch.autocast(device, autocast_dtype, enabled=autocast):
-            if wanted:
-                conv_input, conv_input_vjp = torch.func.vjp(
-                    conv_input_of, *[feature_args[i] for i in wanted]
+        needs_x, needs_bias = ctx.needs_input_grad[5:7]
+        needs_features = ctx.needs_input_grad[7 : 7 + split]
+        needs_kernels = ctx.needs_input_grad[7 + split :]
+        batch, kernel_inputs = x.shape[0], inputs[split:]
+        if ctx.keep:
+            if ctx.kept is None:
+                raise RuntimeError(
+                    'FDConv(keep_for_backward=True) runs one backward pass per forward pass; '
+                    'for retain_graph=True use keep_for_backward=False'
                 )
-            else:
-                conv_input = conv_input_of()
-        features_dtype, batch = conv_input.dtype, x.shape[0]
-        kernel_inputs = inputs[split:]
-        kernels, cache = synthesis.build(*kernel_inputs, keep=any(needs_kernels))
-        weight = geometry.conv_weight(kernels.to(features_dtype), batch)
-        del kernels
+            weight, cache = ctx.kept
+            ctx.kept = None  # synthesis.backward overwrites the cache
+            conv_input, wanted = geometry.conv_input(x), [0] if needs_x else []
+
+            def conv_input_vjp(grad: Tensor) -> Tuple[Tensor]:
+                return (grad.view_as(x),)
+
+        else:
+            device, autocast, autocast_dtype = ctx.autocast
+            with torch.autocast(device, autocast_dtype, enabled=autocast):
+                conv_input, conv_input_vjp, wanted = differentiable_conv_input(
+                    make_features, geometry, [x, *inputs[:split]], [needs_x, *needs_features]
+                )
+            kernels, cache = synthesis.build(*kernel_inputs, keep=any(needs_kernels))
+            weight = geometry.conv_weight(kernels.to(conv_input.dtype), batch)
+            del kernels
         grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-            grad_output.reshape(1, -1, *grad_output.shape[-2:]).to(features_dtype),
+            grad_output.reshape(1, -1, *grad_output.shape[-2:]).to(conv_input.dtype),
             conv_input,
             weight,
             None if bias is None else [bias.numel() * batch],
@@ -175,13 +225,14 @@ class RecomputingSampleConv(torch.autograd.Function):
             grad_kernels = geometry.kernel_grad(grad_weight, batch)
             del grad_weight
             kernel_grads = synthesis.backward(kernel_inputs, cache, grad_kernels, needs_kernels)
-        feature_grads = [None] * len(feature_args)
+        feature_grads = [None] * (1 + split)
         if wanted:
             for index, grad in zip(wanted, conv_input_vjp(grad_input)):
                 feature_grads[index] = grad
         if needs_bias:
             grad_bias = grad_bias.view(batch, -1).sum(0).to(bias.dtype)
         return (
+            None,
             None,
             None,
             None,
@@ -201,10 +252,11 @@ def sample_conv(
     bias: Optional[Tensor],
     feature_inputs: Sequence[Optional[Tensor]],
     kernel_inputs: Sequence[Optional[Tensor]],
+    keep_for_backward: bool = False,
 ) -> Tensor:
     """Per-sample conv of ``make_features(x, *feature_inputs)`` with the kernels
-    ``synthesis.build(*kernel_inputs)``, both rebuilt for the backward pass
-    (:class:`RecomputingSampleConv`).
+    ``synthesis.build(*kernel_inputs)``, both rebuilt for the backward pass, or kept from
+    the forward pass with ``keep_for_backward`` (:class:`SampleConv`).
 
     Without autograd (inference, or nothing requiring a gradient) they are built and
     used once, with no graph.
@@ -215,19 +267,23 @@ def sample_conv(
         in-place ReLU, ``+=``) of a view made inside either.
     """
     tensors = [x, bias, *feature_inputs, *kernel_inputs]
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
-        out = RecomputingSampleConv.apply(
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+        with torch.no_grad():
+            features = make_features(x, *feature_inputs)
+            out = geometry.grouped_run(features, synthesis.build(*kernel_inputs)[0], bias)
+    elif keep_for_backward:
+        features = make_features(x, *feature_inputs)
+        out = SampleConv.apply(None, synthesis, geometry, 0, True, features, bias, *kernel_inputs)
+    else:
+        out = SampleConv.apply(
             make_features,
             synthesis,
             geometry,
             len(feature_inputs),
+            False,
             x,
             bias,
             *feature_inputs,
             *kernel_inputs,
         )
-    else:
-        with torch.no_grad():
-            features = make_features(x, *feature_inputs)
-            out = geometry.grouped_run(features, synthesis.build(*kernel_inputs)[0], bias)
     return geometry.per_sample(out, x.shape[0])

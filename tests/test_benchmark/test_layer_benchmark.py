@@ -14,6 +14,7 @@ from fdconv_mm.benchmark import (
     layer_table,
     machine_info,
 )
+from fdconv_mm.benchmark.layer_benchmark import LAYER_BUILDERS
 
 
 def test_the_issue_shapes():
@@ -77,3 +78,38 @@ def test_benchmark_layers_can_time_compiled_layers():
     machine = machine_info(torch.device('cpu'))
     report = format_report(dict(machine=machine, memory_method='', layers=result))
     assert 'every layer torch.compile-d' in report
+
+
+def test_benchmark_layers_can_time_the_speed_mode(monkeypatch):
+    built = []
+    build = LAYER_BUILDERS['FDConv']
+
+    def recording_build(shape, **options):
+        layer = build(shape, **options)
+        built.append(layer)
+        return layer
+
+    monkeypatch.setitem(LAYER_BUILDERS, 'FDConv', recording_build)
+    shapes = (LayerShape(24, 24, 3, 6, 7),)
+    result = benchmark_layers(
+        torch.device('cpu'), shapes, repeat=1, warmup=0, fdconv_options={'keep_for_backward': True}
+    )
+    assert [layer.keep_for_backward for layer in built] == [True]
+    assert result['fdconv_options'] == {'keep_for_backward': True}
+    machine = machine_info(torch.device('cpu'))
+    report = format_report(dict(machine=machine, memory_method='', layers=result))
+    assert "FDConv options {'keep_for_backward': True}" in report
+
+
+def test_suite_puts_the_speed_mode_into_the_model_backbones(monkeypatch):
+    from fdconv_mm.benchmark import model_benchmark, suite
+
+    seen = {}
+
+    def fake_benchmark_models(device, **kwargs):
+        seen.update(kwargs)
+        return {}
+
+    monkeypatch.setattr(model_benchmark, 'benchmark_models', fake_benchmark_models)
+    suite.run_suite(torch.device('cpu'), layers=False, keep_for_backward=True)
+    assert seen['fdconv_options'] == {'model.backbone.conv_cfg.keep_for_backward': True}
