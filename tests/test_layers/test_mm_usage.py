@@ -51,7 +51,6 @@ def test_conv_module_on_an_empty_roi_batch(mode):
     assert torch.equal(module.conv.dft_weight.grad, torch.zeros_like(module.conv.dft_weight))
 
 
-@pytest.mark.slow
 def test_mask_head_with_fdconv_on_no_rois():
     """mmdet's FCNMaskHead trains on the positive RoIs of a batch, which may be none."""
     from mmdet.registry import MODELS as DET_MODELS
