@@ -68,11 +68,19 @@ def output_and_grads(conv, x, weight, op):
 @pytest.mark.parametrize('kernel_size', [1, 3])
 @pytest.mark.parametrize('side', ['below', 'at'])
 @pytest.mark.parametrize('op', sorted(OPS))
+@pytest.mark.parametrize('keep', [False, True], ids=['rebuild', 'keep_for_backward'])
 def test_inplace_op_after_the_layer_trains_like_the_out_of_place_op(
-    kernel_size, side, op, randomize
+    kernel_size, side, op, keep, randomize
 ):
     torch.manual_seed(0)
-    conv = FDConv(CHANNELS, CHANNELS, kernel_size, padding=kernel_size // 2, kernel_num=8)
+    conv = FDConv(
+        CHANNELS,
+        CHANNELS,
+        kernel_size,
+        padding=kernel_size // 2,
+        kernel_num=8,
+        keep_for_backward=keep,
+    )
     randomize(conv)
     conv.train()
     below, at = threshold_sizes(kernel_size)
