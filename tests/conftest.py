@@ -4,6 +4,11 @@ import pytest
 import torch
 
 DATA_DIR = Path(__file__).parent / 'data'
+NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
+
+
+def pytest_configure(config):
+    config.addinivalue_line('markers', 'cuda: runs on a CUDA device (tools/gpu_check.sh: -m cuda)')
 
 
 def randomize_attention(module: torch.nn.Module, seed: int = 0) -> None:
@@ -23,3 +28,33 @@ def randomize():
 @pytest.fixture(scope='session')
 def reference_cases():
     return torch.load(DATA_DIR / 'fdconv_reference_public.pt', weights_only=False)
+
+
+@pytest.fixture(params=['cpu', pytest.param('cuda', marks=[pytest.mark.cuda, NO_CUDA])])
+def device(request):
+    """Each device a test runs on: the CPU always, CUDA when present (skipped otherwise).
+
+    On CUDA, TF32 is off for the test (restored after it), so that float32 is float32 there
+    as on the CPU and the tolerances stay those of float32.
+    """
+    if request.param == 'cpu':
+        yield torch.device('cpu')
+        return
+    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield torch.device('cuda')
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+@pytest.fixture(
+    params=[
+        ('cpu', torch.bfloat16),
+        pytest.param(('cuda', torch.bfloat16), marks=[pytest.mark.cuda, NO_CUDA]),
+        pytest.param(('cuda', torch.float16), marks=[pytest.mark.cuda, NO_CUDA]),
+    ],
+    ids=['cpu-bf16', 'cuda-bf16', 'cuda-fp16'],
+)
+def autocast_device(request):
+    """(device, autocast dtype): bf16 on the CPU, bf16 and fp16 on CUDA when present."""
+    name, dtype = request.param
+    return torch.device(name), dtype

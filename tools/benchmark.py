@@ -16,6 +16,9 @@ from mmengine.config import DictAction
 
 from fdconv_mm.benchmark import format_report, resolve_device, run_suite
 
+# The keys of fdconv_mm.benchmark.model_benchmark.MODEL_CHOICES (that module imports mmdet).
+MODEL_NAMES = ('faster_rcnn', 'upernet_r50', 'resnet50', 'swin_t')
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,9 +43,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--compile',
         action='store_true',
-        help='time every layer (Conv2d, FDConv, floor) as torch.compile(layer); the '
-        'models stay eager',
+        help='time every layer (Conv2d, FDConv, floor) as torch.compile(layer), and every '
+        "model's backbone as torch.compile(backbone)",
     )
+    parser.add_argument('--batch', type=int, default=2, help='batch size of the layers')
+    parser.add_argument(
+        '--full-resolution',
+        action='store_true',
+        help='the layer shapes at the stage strides of an 800 x 1216 image (twice the '
+        'default maps, e.g. 64->64 3x3 at 200 x 304)',
+    )
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        choices=MODEL_NAMES,
+        help='which models (default: faster_rcnn upernet_r50); resnet50 and swin_t are '
+        "the UPerNet configs' backbones alone",
+    )
+    parser.add_argument('--train-batch', type=int, default=2, help="models' training batch")
+    parser.add_argument('--infer-batch', type=int, default=1, help="models' inference batch")
     parser.add_argument(
         '--keep-for-backward',
         action='store_true',
@@ -76,6 +95,12 @@ def main() -> None:
         fdconv_options=args.fdconv_cfg_options,
         compile_layers=args.compile,
         keep_for_backward=args.keep_for_backward,
+        layer_batch=args.batch,
+        full_resolution=args.full_resolution,
+        model_names=args.models,
+        train_batch=args.train_batch,
+        infer_batch=args.infer_batch,
+        compile_models=args.compile,
     )
     print(format_report(results))
     if args.json:

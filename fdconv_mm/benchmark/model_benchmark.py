@@ -11,6 +11,12 @@ baseline's and the FDConv model's steps in alternating rounds:
   ``infer_batch`` images, in eval mode without autograd;
 * peak memory of one training iteration (see ``timing.MEMORY_METHODS``).
 
+A pair whose ``part`` is ``'backbone'`` runs only its configs' backbones on random float
+images: the training step is forward, the mean of every output as the loss, backward and
+the SGD update; inference is the forward without autograd. With ``compile_backbone`` the
+backbone of each model runs as ``torch.compile(backbone)`` (the warm-up runs include the
+compilations).
+
 Importing this module imports mmengine, mmdet and mmseg.
 """
 
@@ -36,28 +42,38 @@ CONFIG_ROOT = Path(__file__).resolve().parents[2] / 'configs'
 
 @dataclass(frozen=True)
 class ModelPair:
-    """An FDConv config and its baseline, run on ``image_size`` x ``image_size`` images."""
+    """An FDConv config and its baseline, run on ``image_size`` x ``image_size`` images:
+    the whole model (``part='model'``) or its backbone alone (``part='backbone'``)."""
 
     name: str
     fdconv_config: str
     baseline_config: str
     image_size: int
+    part: str = 'model'
 
 
-MODEL_PAIRS = (
-    ModelPair(
+UPERNET_R50 = (
+    'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py',
+    'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+)
+UPERNET_SWIN_T = (
+    'upernet/upernet_swin-t-fdconv_8xb2-160k_ade20k-512x512.py',
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',
+)
+# What ``tools/benchmark.py --models`` picks from, by key.
+MODEL_CHOICES = {
+    'faster_rcnn': ModelPair(
         'Faster R-CNN R50-FPN',
         'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py',
         'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
         320,
     ),
-    ModelPair(
-        'UPerNet R50',
-        'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py',
-        'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
-        256,
-    ),
-)
+    'upernet_r50': ModelPair('UPerNet R50', *UPERNET_R50, 256),
+    'resnet50': ModelPair('ResNet-50 (UPerNet) backbone', *UPERNET_R50, 256, 'backbone'),
+    'swin_t': ModelPair('Swin-T (UPerNet) backbone', *UPERNET_SWIN_T, 256, 'backbone'),
+}
+DEFAULT_MODELS = ('faster_rcnn', 'upernet_r50')
+MODEL_PAIRS = tuple(MODEL_CHOICES[key] for key in DEFAULT_MODELS)
 
 
 def config_path(config: str) -> str:
@@ -69,9 +85,10 @@ def config_path(config: str) -> str:
 
 
 def build_model(
-    config: str, image_size: int, options: Optional[Dict[str, Any]] = None
+    config: str, image_size: int, options: Optional[Dict[str, Any]] = None, part: str = 'model'
 ) -> Tuple[nn.Module, str]:
-    """The config's model (not initialized, SyncBN as BN, for square inputs) and scope.
+    """The config's model (not initialized, SyncBN as BN, for square inputs) and scope;
+    its backbone alone with ``part='backbone'``.
 
     ``options`` are merged into the config first, as ``--cfg-options`` are.
     """
@@ -84,7 +101,7 @@ def build_model(
         cfg.model.data_preprocessor.size = (image_size, image_size)
     registry = importlib.import_module(f'{scope}.registry').MODELS
     with DefaultScope.overwrite_default_scope(scope):
-        model = registry.build(cfg.model)
+        model = registry.build(cfg.model.backbone if part == 'backbone' else cfg.model)
     return revert_sync_batchnorm(model), scope
 
 
@@ -149,6 +166,10 @@ class ModelSteps:
         with torch.no_grad():
             self.model.test_step(self.infer_data)
 
+    def compile_backbone(self) -> None:
+        """Run the backbone as ``torch.compile(backbone)`` from now on."""
+        self.model.backbone = torch.compile(self.model.backbone)
+
     def resident(self) -> List[torch.Tensor]:
         """What a training step starts with: model and optimizer state, input images."""
         state = module_state_tensors(self.model, self.optim_wrapper.optimizer)
@@ -157,6 +178,49 @@ class ModelSteps:
     @property
     def params_m(self) -> float:
         return sum(p.numel() for p in self.model.parameters()) / 1e6
+
+
+@dataclass
+class BackboneSteps(ModelSteps):
+    """A backbone's training and inference steps on fixed random float images.
+
+    ``train_data`` / ``infer_data`` are ``dict(inputs=(B, 3, S, S))``.
+    """
+
+    @classmethod
+    def prepare(
+        cls,
+        model: nn.Module,
+        scope: str,
+        image_size: int,
+        device: torch.device,
+        train_batch: int = 2,
+        infer_batch: int = 1,
+    ) -> 'BackboneSteps':
+        """The backbone on ``device`` with SGD and random images on it."""
+        model = model.to(device)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
+        generator = torch.Generator().manual_seed(0)
+
+        def images(batch: int) -> Dict[str, Any]:
+            size = (batch, 3, image_size, image_size)
+            return dict(inputs=[torch.randn(size, generator=generator).to(device)])
+
+        return cls(model, OptimWrapper(optimizer), images(train_batch), images(infer_batch))
+
+    def train_step(self) -> None:
+        """Forward, the mean of every output as the loss, backward, SGD update."""
+        outputs = self.model(self.train_data['inputs'][0])
+        self.optim_wrapper.update_params(sum(out.float().mean() for out in outputs))
+
+    def inference(self) -> None:
+        """The forward without autograd."""
+        with torch.no_grad():
+            self.model(self.infer_data['inputs'][0])
+
+    def compile_backbone(self) -> None:
+        self.model = torch.compile(self.model)
 
 
 def measure_models(
@@ -202,12 +266,14 @@ def benchmark_models(
     warmup: int = 2,
     image_size: Optional[int] = None,
     fdconv_options: Optional[Dict[str, Any]] = None,
+    compile_backbone: bool = False,
 ) -> List[Dict[str, Any]]:
     """Each pair's baseline and FDConv model, and the FDConv / baseline ratios.
 
     ``image_size`` replaces every pair's own (reduced) size, e.g. 800 or 512 for the
     training sizes of COCO and ADE20K; ``fdconv_options`` (``--cfg-options`` style) change
-    the FDConv configs, e.g. ``{'model.backbone.need_grad_list': []}``.
+    the FDConv configs, e.g. ``{'model.backbone.need_grad_list': []}``;
+    ``compile_backbone`` runs every backbone under ``torch.compile``.
     """
     results = []
     for pair in pairs:
@@ -220,18 +286,23 @@ def benchmark_models(
             baseline_config=pair.baseline_config,
             fdconv_config=pair.fdconv_config,
             fdconv_options=dict(fdconv_options or {}),
+            part=pair.part,
+            compiled=compile_backbone,
         )
         variants = (
             ('baseline', pair.baseline_config, None),
             ('FDConv', pair.fdconv_config, fdconv_options),
         )
+        steps_class = BackboneSteps if pair.part == 'backbone' else ModelSteps
         models = {}
         for variant, config, options in variants:
             torch.manual_seed(0)
-            model, scope = build_model(config, size, options)
-            models[variant] = ModelSteps.prepare(
+            model, scope = build_model(config, size, options, pair.part)
+            models[variant] = steps_class.prepare(
                 model, scope, size, device, train_batch, infer_batch
             )
+            if compile_backbone:
+                models[variant].compile_backbone()
         for variant, metrics in measure_models(models, device, repeat, warmup).items():
             row.update({f'{variant}_{key}': value for key, value in metrics.items()})
         del models

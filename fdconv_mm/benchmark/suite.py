@@ -1,11 +1,15 @@
 """The whole benchmark: layers and models, as one JSON-able dict and one text report."""
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
 from .environment import describe, machine_info
-from .layer_benchmark import benchmark_layers
+from .layer_benchmark import (
+    RESNET50_DETECTION_SHAPES,
+    RESNET50_DETECTION_SHAPES_FULL,
+    benchmark_layers,
+)
 from .tables import layer_table, model_table
 from .timing import MEMORY_METHODS
 
@@ -35,30 +39,49 @@ def run_suite(
     fdconv_options: Optional[Dict[str, Any]] = None,
     compile_layers: bool = False,
     keep_for_backward: bool = False,
+    layer_batch: int = 2,
+    full_resolution: bool = False,
+    model_names: Optional[Sequence[str]] = None,
+    train_batch: int = 2,
+    infer_batch: int = 1,
+    compile_models: bool = False,
 ) -> Dict[str, Any]:
     """Run the layer and/or model benchmarks; ``repeat``/``warmup`` None: per-part defaults,
     ``image_size`` None: each model's reduced size; ``fdconv_options``: merged into the
     FDConv model configs; ``compile_layers``: time the layers under ``torch.compile``;
-    ``keep_for_backward``: FDConv's speed mode in the layers and the models' backbones."""
+    ``keep_for_backward``: FDConv's speed mode in the layers and the models' backbones;
+    ``layer_batch``: the layers' batch size; ``full_resolution``: the layer shapes at the
+    800 x 1216 strides (:data:`RESNET50_DETECTION_SHAPES_FULL`); ``model_names``: keys of
+    ``model_benchmark.MODEL_CHOICES`` (None: ``DEFAULT_MODELS``); ``train_batch`` /
+    ``infer_batch``: the models' batch sizes; ``compile_models``: every model's backbone
+    under ``torch.compile``."""
     results: Dict[str, Any] = dict(
         machine=machine_info(device), memory_method=MEMORY_METHODS[device.type]
     )
     if layers:
+        shapes = RESNET50_DETECTION_SHAPES_FULL if full_resolution else RESNET50_DETECTION_SHAPES
         results['layers'] = benchmark_layers(
             device,
+            shapes,
+            batch_size=layer_batch,
             repeat=repeat or LAYER_DEFAULTS['repeat'],
             warmup=LAYER_DEFAULTS['warmup'] if warmup is None else warmup,
             compile_layers=compile_layers,
             fdconv_options=dict(keep_for_backward=True) if keep_for_backward else None,
         )
     if models:
-        from .model_benchmark import benchmark_models  # imports mmdet and mmseg
+        # imports mmdet and mmseg
+        from .model_benchmark import DEFAULT_MODELS, MODEL_CHOICES, benchmark_models
 
         if keep_for_backward:
             fdconv_options = {**(fdconv_options or {}), KEEP_FOR_BACKWARD_KEY: True}
 
         results['models'] = benchmark_models(
             device,
+            pairs=[MODEL_CHOICES[name] for name in model_names or DEFAULT_MODELS],
+            train_batch=train_batch,
+            infer_batch=infer_batch,
+            compile_backbone=compile_models,
             repeat=repeat or MODEL_DEFAULTS['repeat'],
             warmup=MODEL_DEFAULTS['warmup'] if warmup is None else warmup,
             image_size=image_size,
@@ -81,8 +104,14 @@ def format_report(results: Dict[str, Any]) -> str:
             layer_table(results['layers']),
         ]
     if 'models' in results:
+        compiled = (
+            ', every backbone torch.compile-d'
+            if any(row.get('compiled') for row in results['models'])
+            else ''
+        )
         parts += [
-            'Models: train iter = model.train_step (SGD), inference = model.test_step',
+            'Models: train iter = model.train_step (SGD), inference = model.test_step; '
+            f'backbones alone: forward + mean of the outputs + backward + SGD{compiled}',
             model_table(results['models']),
         ]
     parts.append(f"Peak memory: {results['memory_method']}.")

@@ -113,3 +113,31 @@ def test_suite_puts_the_speed_mode_into_the_model_backbones(monkeypatch):
     monkeypatch.setattr(model_benchmark, 'benchmark_models', fake_benchmark_models)
     suite.run_suite(torch.device('cpu'), layers=False, keep_for_backward=True)
     assert seen['fdconv_options'] == {'model.backbone.conv_cfg.keep_for_backward': True}
+
+
+def test_full_resolution_shapes_are_the_800x1216_strides():
+    from fdconv_mm.benchmark.layer_benchmark import RESNET50_DETECTION_SHAPES_FULL
+
+    strides = [4, 8, 16, 32, 16, 32]
+    assert [(s.height, s.width) for s in RESNET50_DETECTION_SHAPES_FULL] == [
+        (-(-800 // stride), -(-1216 // stride)) for stride in strides
+    ]
+    channels = [(s.in_channels, s.out_channels, s.kernel_size) for s in RESNET50_DETECTION_SHAPES]
+    assert channels == [
+        (s.in_channels, s.out_channels, s.kernel_size) for s in RESNET50_DETECTION_SHAPES_FULL
+    ]
+
+
+def test_suite_passes_the_layer_batch_and_shapes(monkeypatch):
+    from fdconv_mm.benchmark import suite
+    from fdconv_mm.benchmark.layer_benchmark import RESNET50_DETECTION_SHAPES_FULL
+
+    seen = {}
+
+    def fake_benchmark_layers(device, shapes, **kwargs):
+        seen.update(kwargs, shapes=shapes)
+        return {}
+
+    monkeypatch.setattr(suite, 'benchmark_layers', fake_benchmark_layers)
+    suite.run_suite(torch.device('cpu'), models=False, layer_batch=8, full_resolution=True)
+    assert seen['batch_size'] == 8 and seen['shapes'] == RESNET50_DETECTION_SHAPES_FULL

@@ -1,4 +1,5 @@
 import os.path as osp
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,3 +48,28 @@ def test_benchmark_models_runs_both_pairs_at_a_tiny_size():
         assert row['FDConv_params_m'] > row['baseline_params_m']
         for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
             assert row[f'FDConv_{metric}'] > 0 and row[f'{metric}_ratio'] > 0
+
+
+def test_tool_offers_every_model_choice():
+    from fdconv_mm.benchmark.model_benchmark import DEFAULT_MODELS, MODEL_CHOICES
+
+    tool = (Path(__file__).parents[2] / 'tools' / 'benchmark.py').read_text()
+    names = tool.split('MODEL_NAMES = ', 1)[1].split('\n', 1)[0]
+    assert eval(names) == tuple(MODEL_CHOICES)
+    assert MODEL_PAIRS == tuple(MODEL_CHOICES[key] for key in DEFAULT_MODELS)
+    for pair in MODEL_CHOICES.values():
+        assert osp.isfile(config_path(pair.fdconv_config))
+        assert osp.isfile(config_path(pair.baseline_config))
+
+
+@pytest.mark.parametrize('key', ['resnet50', 'swin_t'])
+def test_backbone_pairs_train_and_infer(key):
+    from fdconv_mm.benchmark.model_benchmark import MODEL_CHOICES
+
+    (row,) = benchmark_models(
+        torch.device('cpu'), [MODEL_CHOICES[key]], repeat=1, warmup=0, image_size=32
+    )
+    assert row['part'] == 'backbone' and not row['compiled']
+    assert row['FDConv_params_m'] > row['baseline_params_m']
+    for metric in ('train_ms', 'infer_ms', 'train_peak_mb'):
+        assert row[f'FDConv_{metric}'] > 0 and row[f'baseline_{metric}'] > 0

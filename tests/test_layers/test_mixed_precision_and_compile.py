@@ -1,4 +1,5 @@
-"""FDConv under bf16 autocast (CPU) and under ``torch.compile``.
+"""FDConv under autocast (bf16 on the CPU, bf16 and fp16 on CUDA) and under ``torch.compile``,
+on every device of the ``device`` / ``autocast_device`` fixtures (CUDA only where present).
 
 Autocast: the FFTs and the kernel synthesis run in float32 whatever the autocast dtype;
 the per-sample conv runs in it, so the output is bf16 and the parameter gradients are
@@ -33,26 +34,27 @@ LAYERS = {
 }
 
 
-def build(options, randomize, channels=32):
+def build(options, randomize, channels=32, device='cpu'):
     torch.manual_seed(0)
     conv = FDConv(channels, channels, kernel_num=16, **options)
     randomize(conv)
-    return conv
+    return conv.to(device)
 
 
 @pytest.mark.parametrize('case', sorted(LAYERS))
-def test_bf16_autocast_trains_the_layer(case, randomize):
+def test_autocast_trains_the_layer(case, randomize, autocast_device):
+    device, dtype = autocast_device
     options, size = LAYERS[case]
-    conv = build(options, randomize)
+    conv = build(options, randomize, device=device)
     assert conv.fdconv_active and (conv.FBM is not None) == (options['kernel_size'] == 3)
-    x = torch.randn(2, 32, *size)
+    x = torch.randn(2, 32, *size).to(device)
     y_ref = conv(x.requires_grad_())
     grad_output = torch.randn_like(y_ref)
     ref_grads = torch.autograd.grad(y_ref, [x, *conv.parameters()], grad_output)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=dtype):
         y = conv(x)
-    assert y.dtype == torch.bfloat16
-    grads = torch.autograd.grad(y, [x, *conv.parameters()], grad_output.bfloat16())
+    assert y.dtype == dtype
+    grads = torch.autograd.grad(y, [x, *conv.parameters()], grad_output.to(dtype))
     assert relative_error(y, y_ref) < BF16_TOLERANCE
     for (name, param), grad in zip(conv.named_parameters(), grads[1:]):
         assert grad.dtype == param.dtype == torch.float32, name
@@ -64,37 +66,40 @@ def test_bf16_autocast_trains_the_layer(case, randomize):
     assert relative_error(grads[index], ref_grads[index]) < 0.1
 
 
-def test_bf16_autocast_trains_a_resnet_backbone():
+def test_autocast_trains_a_resnet_backbone(autocast_device):
     from fdconv_mm.models.backbones import ResNetFDConv
 
+    device, dtype = autocast_device
     torch.manual_seed(0)
     backbone = ResNetFDConv(depth=18, base_channels=16, conv_cfg=dict(type='FDConv', kernel_num=8))
-    backbone.train()
+    backbone.to(device).train()
     assert sum(isinstance(m, FDConv) and m.fdconv_active for m in backbone.modules()) > 0
-    x = torch.randn(2, 3, 64, 64)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    x = torch.randn(2, 3, 64, 64).to(device)
+    with torch.autocast(device.type, dtype=dtype):
         outs = backbone(x)
-    assert all(out.dtype == torch.bfloat16 for out in outs)
+    assert all(out.dtype == dtype for out in outs)
     sum(out.float().square().mean() for out in outs).backward()
     grads = [p.grad for p in backbone.parameters() if p.requires_grad]
     assert all(g is not None and g.dtype == torch.float32 for g in grads)
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-def test_compiled_forward_has_no_graph_break(randomize):
+def test_compiled_forward_has_no_graph_break(randomize, device):
     for options, size in (LAYERS['k3-fbm-kernels-dominate'], LAYERS['k1']):
-        conv = build(options, randomize)
+        conv = build(options, randomize, device=device)
         torch._dynamo.reset()
-        explanation = torch._dynamo.explain(conv)(torch.randn(2, 32, *size))
+        explanation = torch._dynamo.explain(conv)(torch.randn(2, 32, *size, device=device))
         assert explanation.graph_break_count == 0, explanation.break_reasons
         assert explanation.graph_count == 1
 
 
-def compile_layer(conv):
-    """Inductor; ``aot_eager`` on a machine without the C++ compiler inductor's CPU code
-    needs (any other inductor failure fails the test)."""
+def compile_layer(conv, device):
+    """Inductor; on the CPU ``aot_eager`` on a machine without the C++ compiler inductor's
+    CPU code needs (any other inductor failure fails the test); on CUDA always inductor."""
     torch.compiler.reset()
-    if any(shutil.which(compiler) for compiler in ('c++', 'g++', 'clang++')):
+    if device.type == 'cuda' or any(
+        shutil.which(compiler) for compiler in ('c++', 'g++', 'clang++')
+    ):
         return torch.compile(conv)
     warnings.warn('no C++ compiler: checking with aot_eager instead of inductor', stacklevel=2)
     return torch.compile(conv, backend='aot_eager')
@@ -102,17 +107,17 @@ def compile_layer(conv):
 
 @pytest.mark.slow  # inductor compiles forward and backward: 10 to 25 s per layer here
 @pytest.mark.parametrize('case', ['k3-fbm-kernels-dominate', 'k1'])
-def test_compiled_layer_matches_eager(case, randomize):
+def test_compiled_layer_matches_eager(case, randomize, device):
     options, size = LAYERS[case]
-    conv = build(options, randomize)
-    x = torch.randn(2, 32, *size, requires_grad=True)
+    conv = build(options, randomize, device=device)
+    x = torch.randn(2, 32, *size, device=device, requires_grad=True)
     expected = conv(x)
     grad_output = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, [x, *conv.parameters()], grad_output)
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*complex operators.*')
         warnings.filterwarnings('ignore', message='.*lru_cache.*')
-        y = compile_layer(conv)(x)
+        y = compile_layer(conv, device)(x)
     grads = torch.autograd.grad(y, [x, *conv.parameters()], grad_output)
     assert relative_error(y, expected) < 1e-4
     for (name, _), grad, want in zip([('x', x), *conv.named_parameters()], grads, expected_grads):
@@ -121,14 +126,14 @@ def test_compiled_layer_matches_eager(case, randomize):
 
 @pytest.mark.slow  # one compilation per input size
 @pytest.mark.parametrize('case', ['k1', 'k3-fbm-maps-dominate'])
-def test_compiled_layer_follows_new_input_sizes(case, randomize):
+def test_compiled_layer_follows_new_input_sizes(case, randomize, device):
     """A detector's images change size: from the second size on, dynamo recompiles the
     layer with symbolic shapes, which must still build and match eager."""
     options, _ = LAYERS[case]
-    conv = build(options, randomize)
-    compiled = compile_layer(conv)
+    conv = build(options, randomize, device=device)
+    compiled = compile_layer(conv, device)
     for size in ((9, 7), (12, 10), (8, 11)):
-        x = torch.randn(2, 32, *size, requires_grad=True)
+        x = torch.randn(2, 32, *size, device=device, requires_grad=True)
         expected = conv(x)
         (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
         with warnings.catch_warnings():
