@@ -383,9 +383,10 @@ class FDConv(nn.Conv2d):
         )
         self.register_buffer(
             'frequency_groups',
+            # Computed on the CPU (SPEC section 4), kept with the parameters.
             frequency_group_index(
                 out_channels * kernel_h, in_channels * kernel_h, kernel_num, frequency_order
-            ),
+            ).to(self.weight.device),
             persistent=False,
         )
         # Static helpers of the forward pass (plain attributes: nothing in the state dict).

@@ -1,7 +1,9 @@
 """Shape-only frequency helpers of FDConv: weight groups, band masks, kernel <-> spectrum.
 
-Everything here depends on shapes alone and is computed on the CPU, once: the results are
-cached, and a layer looks them up instead of rebuilding them at every forward.
+Everything here depends on shapes alone and is computed on the CPU, once, whatever the
+default device (``with torch.device('cuda')``: the frequency groups must come from the CPU
+sort, SPEC section 4): the results are cached, and a layer looks them up instead of
+rebuilding them at every forward.
 See SPEC-fdconv.md sections 4, 6 and 7.
 """
 
@@ -18,7 +20,7 @@ def signed_frequency_index(n: int) -> Tensor:
     Returns:
         Tensor: (n,) int64.
     """
-    index = torch.arange(n)
+    index = torch.arange(n, device='cpu')
     return torch.where(index < (n + 1) // 2, index, index - n)
 
 
@@ -44,12 +46,12 @@ def frequency_radius_order(rows: int, cols: int, order: str = 'original') -> Ten
     """
     if order == 'exact':
         row_freq = signed_frequency_index(rows)
-        col_freq = torch.arange(cols // 2 + 1)
+        col_freq = torch.arange(cols // 2 + 1, device='cpu')
         radius = (row_freq[:, None] * cols) ** 2 + (col_freq[None, :] * rows) ** 2
     else:
         grid = torch.meshgrid(
-            torch.fft.fftfreq(rows, dtype=torch.float32),
-            torch.fft.rfftfreq(cols, dtype=torch.float32),
+            torch.fft.fftfreq(rows, dtype=torch.float32, device='cpu'),
+            torch.fft.rfftfreq(cols, dtype=torch.float32, device='cpu'),
             indexing='ij',
         )
         radius = torch.norm(torch.stack(grid, dim=-1), dim=-1)
@@ -69,10 +71,10 @@ def frequency_group_index(rows: int, cols: int, num_groups: int, order: str = 'o
     """
     ranked = frequency_radius_order(rows, cols, order)
     size, extra = divmod(ranked.numel(), num_groups)
-    chunk_sizes = torch.full((num_groups,), size)
+    chunk_sizes = torch.full((num_groups,), size, device='cpu')
     chunk_sizes[:extra] += 1
     group = torch.empty_like(ranked)
-    group[ranked] = torch.repeat_interleave(torch.arange(num_groups), chunk_sizes)
+    group[ranked] = torch.repeat_interleave(torch.arange(num_groups, device='cpu'), chunk_sizes)
     return group.view(rows, cols // 2 + 1)
 
 
@@ -87,9 +89,9 @@ def lowpass_masks(height: int, width: int, k_list: Tuple[float, ...]) -> Tensor:
         Tensor: (len(k_list), H, W // 2 + 1) bool.
     """
     row_freq = (signed_frequency_index(height).abs().double() / height).float()
-    col_freq = (torch.arange(width // 2 + 1).double() / width).float()
+    col_freq = (torch.arange(width // 2 + 1, device='cpu').double() / width).float()
     radius = torch.maximum(row_freq[:, None], col_freq[None, :])
-    thresholds = torch.tensor([0.5 / k + 1e-8 for k in k_list], dtype=torch.float32)
+    thresholds = torch.tensor([0.5 / k + 1e-8 for k in k_list], dtype=torch.float32, device='cpu')
     return radius[None] < thresholds[:, None, None]
 
 

@@ -171,6 +171,20 @@ def test_layer_groups_do_not_depend_on_device_or_dtype(cout, cin, k, device, dty
     assert torch.equal(conv.frequency_groups.cpu(), expected)
 
 
+@pytest.mark.parametrize('order', frequency.FREQUENCY_ORDERS)
+def test_groups_and_masks_come_from_the_cpu_whatever_the_default_device(order):
+    """``with torch.device(...)`` (e.g. 'cuda' while building a model) must not move the
+    sort off the CPU, whose tie order the groups follow."""
+    expected_groups = UNCACHED_GROUP_INDEX(192, 64, 64, order)
+    expected_masks = lowpass_masks.__wrapped__(25, 38, K_LIST)
+    with torch.device('meta'):
+        groups = UNCACHED_GROUP_INDEX(192, 64, 64, order)
+        masks = lowpass_masks.__wrapped__(25, 38, K_LIST)
+        bands = band_masks.__wrapped__(25, 38, K_LIST)
+    assert groups.device.type == masks.device.type == bands.device.type == 'cpu'
+    assert torch.equal(groups, expected_groups) and torch.equal(masks, expected_masks)
+
+
 def test_layers_of_one_shape_compute_their_groups_once():
     from fdconv_mm import FDConv
 
