@@ -127,6 +127,12 @@ def random_batch(scope: str, batch_size: int, image_size: int, seed: int = 0) ->
     return dict(inputs=inputs, data_samples=samples)
 
 
+def sgd_wrapper(model: nn.Module) -> OptimWrapper:
+    """SGD (lr 1e-4, momentum 0.9, weight decay 1e-4) over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return OptimWrapper(torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4))
+
+
 @dataclass
 class ModelSteps:
     """A model's training and inference steps on fixed random batches."""
@@ -148,11 +154,9 @@ class ModelSteps:
     ) -> 'ModelSteps':
         """The model on ``device`` with SGD and batches of ``image_size`` images."""
         model = model.to(device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
         return cls(
             model,
-            OptimWrapper(optimizer),
+            sgd_wrapper(model),
             random_batch(scope, train_batch, image_size),
             random_batch(scope, infer_batch, image_size, seed=1),
         )
@@ -199,15 +203,13 @@ class BackboneSteps(ModelSteps):
     ) -> 'BackboneSteps':
         """The backbone on ``device`` with SGD and random images on it."""
         model = model.to(device)
-        params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(params, lr=1e-4, momentum=0.9, weight_decay=1e-4)
         generator = torch.Generator().manual_seed(0)
 
         def images(batch: int) -> Dict[str, Any]:
             size = (batch, 3, image_size, image_size)
             return dict(inputs=[torch.randn(size, generator=generator).to(device)])
 
-        return cls(model, OptimWrapper(optimizer), images(train_batch), images(infer_batch))
+        return cls(model, sgd_wrapper(model), images(train_batch), images(infer_batch))
 
     def train_step(self) -> None:
         """Forward, the mean of every output as the loss, backward, SGD update."""
