@@ -5,7 +5,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 PIP := $(VPY) -m pip --disable-pip-version-check
 STAMP := $(VENV)/.installed
-REQS := requirements/constraints.txt requirements/build.txt requirements/runtime.txt requirements/tests.txt setup.py
+REQS := requirements/constraints.txt requirements/build.txt requirements/runtime.txt requirements/tests.txt requirements/deploy.txt setup.py
 
 .PHONY: venv demo bench test lint format clean gpu-wheels gpu-check
 
@@ -17,7 +17,7 @@ $(STAMP): $(REQS)
 	$(PIP) install -c requirements/constraints.txt -r requirements/build.txt
 	MMCV_WITH_OPS=1 MAX_JOBS=2 $(PIP) install --no-build-isolation -c requirements/constraints.txt \
 	  -r requirements/runtime.txt
-	$(PIP) install -c requirements/constraints.txt -r requirements/tests.txt
+	$(PIP) install -c requirements/constraints.txt -r requirements/tests.txt -r requirements/deploy.txt
 	$(PIP) install --no-build-isolation --no-deps -e .
 	@$(VPY) -c "from mmcv.ops import RoIAlign, nms" 2>/dev/null || { \
 	  echo "ERROR: mmcv is installed without its compiled ops (mmcv.ops does not load)."; \

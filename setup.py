@@ -29,7 +29,10 @@ setup(
     package_data={'fdconv_mm': ['.mim/configs/**/*.py']},
     python_requires='>=3.8',
     install_requires=['torch==2.13.0'] + read_requirements('runtime.txt'),
-    extras_require={'tests': read_requirements('tests.txt')},
+    extras_require={
+        'tests': read_requirements('tests.txt'),
+        'deploy': read_requirements('deploy.txt'),
+    },
     license='Apache-2.0',
     zip_safe=False,
 )
