@@ -21,7 +21,6 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from torch import Tensor, nn
 
-from ..engine import allow_mmengine_checkpoints
 from . import figures
 from .inspection import (
     DEFAULT_GRID,
@@ -153,7 +152,6 @@ def load_weights(model: nn.Module, checkpoint: PathLike) -> None:
     """
     from mmengine.runner import load_checkpoint
 
-    allow_mmengine_checkpoints()
     loaded = load_checkpoint(model, str(checkpoint), map_location='cpu', strict=False)
     state = loaded.get('state_dict', loaded)
     keys = {re.sub(r'^module\.', '', key) for key in state}

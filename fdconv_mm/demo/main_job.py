@@ -49,10 +49,7 @@ def draw_predictions(config: str, checkpoint: str, images: Sequence[Path], out_p
     from mmdet.apis import inference_detector, init_detector
     from mmdet.utils import register_all_modules
 
-    from ..engine import allow_mmengine_checkpoints
-
     register_all_modules(init_default_scope=False)
-    allow_mmengine_checkpoints()
     model = init_detector(config, checkpoint, device='cpu')
     pictures, predictions = [], []
     for path in images:
