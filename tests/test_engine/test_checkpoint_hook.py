@@ -7,6 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.fileio import LocalBackend
+from mmengine.hooks import CheckpointHook
 
 from fdconv_mm.engine import (
     AtomicCheckpointHook,
@@ -127,3 +128,39 @@ def test_atomic_write_keeps_the_permissions_of_a_plain_write(tmp_path):
     with open(tmp_path / 'b.txt', 'w') as file:
         file.write('b')
     assert os.stat(tmp_path / 'a.txt').st_mode == os.stat(tmp_path / 'b.txt').st_mode
+
+
+def save_best(runner, hook, score):
+    """What the hook does after a validation with ``acc=score``."""
+    hook._save_best_checkpoint(runner, dict(acc=score))
+
+
+@pytest.mark.parametrize('hook_type', [AtomicCheckpointHook, CheckpointHook])
+def test_failed_best_save_keeps_the_previous_best(
+    make_toy_runner, tmp_path, monkeypatch, hook_type
+):
+    """mmengine removes the previous best file before writing the new one; we remove after."""
+    runner = make_toy_runner(tmp_path, dict(type='CheckpointHook', interval=100))
+    hook = hook_type(interval=100, by_epoch=False, save_best='acc', rule='greater')
+    hook.before_train(runner)
+    save_best(runner, hook, 0.5)
+    first_best = tmp_path / 'best_acc_iter_0.pth'
+    assert load(first_best)['meta']['iter'] == 0
+    runner.train_loop._iter = 7
+    monkeypatch.setattr(LocalBackend, 'put', lambda _, data, path: write_half_then_fail(data, path))
+    with pytest.raises(WriteFailed):
+        save_best(runner, hook, 0.9)
+    if hook_type is CheckpointHook:
+        assert not first_best.exists()
+        return
+    assert load(first_best)['meta']['iter'] == 0
+    assert not (tmp_path / 'best_acc_iter_7.pth').exists()
+    assert leftovers(tmp_path) == []
+    assert runner.message_hub.get_info('best_score') == 0.5
+    assert runner.message_hub.get_info('best_ckpt') == str(first_best)
+    monkeypatch.undo()
+    save_best(runner, hook, 0.9)
+    assert sorted(p.name for p in tmp_path.glob('best_*.pth')) == ['best_acc_iter_7.pth']
+    assert load(tmp_path / 'best_acc_iter_7.pth')['meta']['iter'] == 7
+    save_best(runner, hook, 0.1)  # not better: nothing changes
+    assert sorted(p.name for p in tmp_path.glob('best_*.pth')) == ['best_acc_iter_7.pth']
