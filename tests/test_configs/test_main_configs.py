@@ -1,4 +1,4 @@
-"""The four experiment configs build their models, train one step and predict."""
+"""The experiment configs build their models, train one step and predict."""
 
 from pathlib import Path
 
@@ -10,14 +10,19 @@ from mmengine.structures import PixelData
 
 import fdconv_mm  # noqa: F401  (registers FDConv and the backbones)
 from fdconv_mm import FDConv
+from fdconv_mm.converters import convert_imagenet_checkpoint
 
 CONFIGS = Path(__file__).parents[2] / 'configs'
-MAIN_CONFIGS = [
-    'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py',
-    'mask_rcnn/mask-rcnn_r50-fdconv_fpn_adamw-1x_coco.py',
-    'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py',
-    'upernet/upernet_swin-t-fdconv_8xb2-160k_ade20k-512x512.py',
-]
+# Each config with the converted ImageNet file its backbone starts from.
+MAIN_CONFIGS = {
+    'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py': 'resnet50_fdconv.pth',
+    'mask_rcnn/mask-rcnn_r50-fdconv_fpn_adamw-1x_coco.py': 'resnet50_fdconv.pth',
+    'mask_rcnn/mask-rcnn_swin-t-fdconv_fpn_1x_coco.py': 'swin_tiny_fdconv.pth',
+    'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py': 'resnet50_v1c_fdconv.pth',
+    'upernet/upernet_swin-t-fdconv_8xb2-160k_ade20k-512x512.py': 'swin_tiny_fdconv.pth',
+    'mask2former/mask2former_r50-fdconv_8xb2-90k_cityscapes-512x1024.py': 'resnet50_fdconv.pth',
+}
+SWIN_CONFIGS = [config for config, weights in MAIN_CONFIGS.items() if weights.startswith('swin')]
 
 
 def detection_batch(size=96):
@@ -28,8 +33,11 @@ def detection_batch(size=96):
     )
 
 
-def segmentation_batch(size=128, batch_size=2):
-    """Two images: UPerNet's pooling module normalizes over the batch."""
+def segmentation_batch(num_classes, size=128, batch_size=2):
+    """Label maps of ``num_classes`` classes with an ignored (255) border, as Cityscapes has.
+
+    Two images by default: UPerNet's pooling module normalizes over the batch.
+    """
     from mmseg.structures import SegDataSample
 
     inputs, samples = [], []
@@ -37,7 +45,9 @@ def segmentation_batch(size=128, batch_size=2):
         sample = SegDataSample(
             metainfo=dict(img_shape=(size, size), ori_shape=(size, size), pad_shape=(size, size))
         )
-        sample.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, size, size)))
+        labels = torch.randint(0, num_classes, (1, size, size))
+        labels[:, : size // 8] = 255
+        sample.gt_sem_seg = PixelData(data=labels)
         samples.append(sample)
         inputs.append(torch.randint(0, 256, (3, size, size), dtype=torch.uint8))
     return dict(inputs=inputs, data_samples=samples)
@@ -51,19 +61,39 @@ def build_model(cfg):
     return registry.build(cfg.model)
 
 
+def batch_for(cfg):
+    """A small batch for the config's task; segmentation trains at the batch's own size
+    instead of padding to the config's crop (512 x 512 or 512 x 1024)."""
+    if cfg.default_scope == 'mmdet':
+        return detection_batch()
+    head = cfg.model.decode_head
+    # Mask2Former matches queries to masks and needs no batch statistics: one image.
+    batch_size = 1 if head.type == 'Mask2FormerHead' else 2
+    batch = segmentation_batch(head.num_classes, batch_size=batch_size)
+    cfg.model.data_preprocessor.size = tuple(batch['inputs'][0].shape[1:])
+    return batch
+
+
+def test_configs_start_from_their_converted_weights():
+    for config, weights in MAIN_CONFIGS.items():
+        cfg = Config.fromfile(CONFIGS / config)
+        assert 'fdconv_mm' in cfg.custom_imports['imports'], config
+        assert cfg.model.backbone.conv_cfg == dict(type='FDConv', kernel_num=64), config
+        assert cfg.model.backbone.need_grad_list == ['KSM', 'FBM'], config
+        assert cfg.model.backbone.init_cfg == dict(
+            type='Pretrained', checkpoint=f'pretrained/{weights}'
+        ), config
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('config', MAIN_CONFIGS)
 def test_config_trains_one_step_and_predicts(config):
     cfg = Config.fromfile(CONFIGS / config)
-    assert cfg.custom_imports['imports'] == ['fdconv_mm']
-    assert cfg.model.backbone.conv_cfg == dict(type='FDConv', kernel_num=64)
-    assert cfg.model.backbone.need_grad_list == ['KSM', 'FBM']
-    assert cfg.model.backbone.init_cfg.checkpoint.startswith('pretrained/')
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         init_default_scope(cfg.default_scope)
+        batch = batch_for(cfg)
         model = build_model(cfg)
         assert sum(isinstance(m, FDConv) and m.fdconv_active for m in model.modules()) > 0
-        batch = detection_batch() if cfg.default_scope == 'mmdet' else segmentation_batch()
         model.train()
         data = model.data_preprocessor(batch, True)
         losses = model(**data, mode='loss')
@@ -74,3 +104,33 @@ def test_config_trains_one_step_and_predicts(config):
         with torch.no_grad():
             predictions = model.test_step(batch)
     assert len(predictions) == len(batch['inputs'])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', SWIN_CONFIGS)
+def test_swin_configs_load_every_key_of_the_converted_file(config, tmp_path):
+    """What ``convert_weights.py --model_type swin`` writes is what the config's backbone
+    loads: every key (the official file's layout, converted; mmdet's Swin renames an
+    unconverted file's keys only with ``convert_weights=True``)."""
+    cfg = Config.fromfile(CONFIGS / config)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        init_default_scope(cfg.default_scope)
+        from mmdet.registry import MODELS as DET_MODELS
+        from mmseg.registry import MODELS as SEG_MODELS
+
+        registry = DET_MODELS if cfg.default_scope == 'mmdet' else SEG_MODELS
+        plain_cfg = dict(cfg.model.backbone, conv_cfg=None, init_cfg=None)
+        torch.manual_seed(0)
+        plain = registry.build(plain_cfg)
+        source = {'backbone.' + k: v for k, v in plain.state_dict().items()}
+        converted, summary = convert_imagenet_checkpoint(
+            source, 'swin', dict(cfg.model.backbone.conv_cfg)
+        )
+        assert len(summary.converted) == 24
+        cfg.model.backbone.init_cfg.checkpoint = str(tmp_path / 'swin_tiny_fdconv.pth')
+        torch.save(dict(state_dict=converted), cfg.model.backbone.init_cfg.checkpoint)
+        model = registry.build(cfg.model.backbone)
+        model.init_weights()
+    state = model.state_dict()
+    for key, value in converted.items():
+        assert torch.equal(state[key[len('backbone.') :]], value), key

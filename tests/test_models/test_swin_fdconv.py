@@ -98,3 +98,47 @@ def test_converted_swin_t_reproduces_plain_swin_t(tmp_path):
         for out, expected in zip(model(x), plain(x)):
             error = ((out - expected).abs().max() / expected.abs().max()).item()
             assert error < 1e-3
+
+
+TINY_SWIN = dict(
+    type='SwinTransformerFDConv',
+    embed_dims=32,
+    depths=(1, 1),
+    num_heads=(1, 2),
+    out_indices=(0, 1),
+    window_size=4,
+    drop_path_rate=0.0,
+    conv_cfg=dict(type='FDConv', kernel_num=8),
+)
+
+
+def swin_gradients(model, x):
+    model.train()
+    sum(o.square().mean() for o in model(x)).backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize('scope,registry', [('mmdet', DET_MODELS), ('mmseg', SEG_MODELS)])
+def test_frozen_swin_stages_train_only_their_attentions(scope, registry, randomize):
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(dict(TINY_SWIN, frozen_stages=1))
+    randomize(model)
+    grads = swin_gradients(model, torch.randn(2, 3, 32, 32))
+    frozen = [n for n in grads if n.startswith(('patch_embed', 'stages.0', 'norm0'))]
+    assert frozen and all('KSM' in name for name in frozen), frozen
+    assert set(grads) == {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_swin_with_cp_gives_the_same_gradients(randomize):
+    torch.manual_seed(0)
+    plain = DET_MODELS.build(TINY_SWIN)
+    checkpointed = DET_MODELS.build(dict(TINY_SWIN, with_cp=True))
+    randomize(plain)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.stages[0].blocks[0].with_cp
+    x = torch.randn(2, 3, 32, 32)
+    grads = [swin_gradients(model, x) for model in (plain, checkpointed)]
+    assert grads[0].keys() == grads[1].keys()
+    assert any('ffn.layers.1.KSM' in name for name in grads[0])
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, rtol=1e-4, atol=1e-6, msg=name)
