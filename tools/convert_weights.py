@@ -1,10 +1,17 @@
-"""Convert an ImageNet ResNet or Swin checkpoint into an FDConv backbone checkpoint.
+"""Convert an ImageNet ResNet, Swin, SegFormer (MiT) / ViT or ConvNeXt checkpoint for FDConv.
 
     python tools/convert_weights.py --model_type resnet \
         --weight_path resnet50-0676ba61.pth --save_path pretrained/resnet50_fdconv.pth
+    python tools/convert_weights.py --model_type vit \
+        --weight_path mit_b0.pth --save_path pretrained/mit_b0_fdconv.pth
+
+``--model_type vit`` takes mmseg ViT and MiT keys and the official SegFormer files
+(``mit_b*.pth``, saved in mmseg's MiT layout); ``--model_type convnext`` takes mmpretrain,
+timm and the official ConvNeXt files (saved in mmpretrain's layout, under ``backbone.``).
 
 The flags of the original tool are accepted (``--model_type``, ``--weight_path``,
-``--save_path``). The result loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``.
+``--save_path``). The result loads with ``init_cfg=dict(type='Pretrained', checkpoint=DST)``
+(ConvNeXt: with ``prefix='backbone.'`` too, as mmdet's ConvNeXt configs set it).
 """
 
 import argparse
@@ -13,16 +20,14 @@ from pathlib import Path
 
 import torch
 
-from fdconv_mm.converters import convert_imagenet_checkpoint
+from fdconv_mm.converters import MODEL_TYPES, convert_imagenet_checkpoint
 from fdconv_mm.engine import atomic_torch_save
 from fdconv_mm.version import __version__
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument(
-        '--model_type', '--model-type', required=True, choices=['resnet', 'swin', 'vit']
-    )
+    parser.add_argument('--model_type', '--model-type', required=True, choices=MODEL_TYPES)
     parser.add_argument(
         '--weight_path',
         '--weight-path',
@@ -40,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=int,
         nargs='+',
         default=None,
-        help='0-based stages with FDConv (Swin fdconv_stages); default all',
+        help='0-based stages with FDConv (the fdconv_stages of Swin, MiT, ConvNeXt); '
+        'default all',
     )
     parser.add_argument(
         '--dcn-stages',

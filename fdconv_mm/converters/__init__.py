@@ -1,6 +1,13 @@
 """Convert plain (ImageNet) checkpoints into FDConv checkpoints."""
 
-from .checkpoint_layouts import LAYOUTS, resnet_layout, swin_layout, unwrap_checkpoint
+from .checkpoint_layouts import (
+    LAYOUTS,
+    convnext_layout,
+    resnet_layout,
+    swin_layout,
+    unwrap_checkpoint,
+    vit_layout,
+)
 from .fdconv_weights import MODEL_TYPES, convert
 from .imagenet import ConversionSummary, convert_imagenet_checkpoint
 
@@ -10,7 +17,9 @@ __all__ = [
     'ConversionSummary',
     'convert',
     'convert_imagenet_checkpoint',
+    'convnext_layout',
     'resnet_layout',
     'swin_layout',
     'unwrap_checkpoint',
+    'vit_layout',
 ]

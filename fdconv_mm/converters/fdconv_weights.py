@@ -3,8 +3,9 @@
 :func:`convert` is the one function behind both ways of starting from plain weights: the
 ``tools/convert_weights.py`` tool and the on-load conversion of the FDConv backbones. It
 works on a state dict in the layout of this package's backbones (see
-:mod:`.checkpoint_layouts` for torchvision, timm and mmpretrain files) and converts exactly
-the weights that the backbone turns into active FDConv layers, by the layer's own rule.
+:mod:`.checkpoint_layouts` for torchvision, timm, mmpretrain and official files) and converts
+exactly the weights that the backbone turns into active FDConv layers, by the layer's own
+rule; a linear weight ``(Cout, Cin)`` is a 1x1 kernel.
 Seeing no model, it learns the backbone's options from its arguments (``conv_cfg``, the
 FDConv stages, and for a ResNet with ``dcn`` the DCN stages, whose ``conv2`` stays a DCN).
 A backbone loading a plain checkpoint needs none of this: each of its active FDConv layers
@@ -19,15 +20,23 @@ from torch import Tensor
 
 from ..layers import is_fdconv_active, kernel_to_spectrum
 
-MODEL_TYPES = ('resnet', 'swin')
+MODEL_TYPES = ('resnet', 'swin', 'vit', 'convnext')
 # Weights of the convs that the backbones build with conv_cfg (SPEC section 8: the convs of
-# every residual block, not the stem nor the downsample shortcut; Swin: the two FFN linears).
+# every residual block, not the stem nor the downsample shortcut; Swin: the two FFN linears;
+# 'vit': the two 1x1 convs of mmseg MiT's MixFFN (layers.{stage}.1.{block}.ffn.layers.0 and
+# .4, around the depth-wise conv) or the two linears of mmseg ViT's FFN, which has no stages;
+# ConvNeXt: the two pointwise linears of every block).
 FDCONV_WEIGHT_PATTERNS = {
     'resnet': re.compile(r'^layer(?P<stage>\d+)\.\d+\.(?P<conv>conv[123])\.weight$'),
     'swin': re.compile(r'^stages\.(?P<stage>\d+)\.blocks\.\d+\.ffn\.layers\.(0\.0|1)\.weight$'),
+    'vit': re.compile(
+        r'^layers\.(?:(?P<stage>\d+)\.1\.\d+\.ffn\.layers\.[04]|\d+\.ffn\.layers\.(?:0\.0|1))'
+        r'\.weight$'
+    ),
+    'convnext': re.compile(r'^stages\.(?P<stage>\d+)\.\d+\.pointwise_conv[12]\.weight$'),
 }
-# 'stage' in the patterns counts from 1 for ResNet (layer1..4), from 0 for Swin.
-STAGE_OFFSET = {'resnet': 1, 'swin': 0}
+# 'stage' in the patterns counts from 1 for ResNet (layer1..4), from 0 for the others.
+STAGE_OFFSET = {'resnet': 1, 'swin': 0, 'vit': 0, 'convnext': 0}
 
 
 def fdconv_options(conv_cfg: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
@@ -54,10 +63,12 @@ def convert(
 
     Args:
         state_dict (Mapping[str, Tensor]): Backbone state dict (keys without 'backbone.').
-        model_type (str): 'resnet' or 'swin'. Defaults to 'resnet'.
+        model_type (str): One of :data:`MODEL_TYPES`: 'resnet', 'swin', 'vit' (mmseg MiT
+            or ViT keys) or 'convnext' (mmpretrain ConvNeXt keys). Defaults to 'resnet'.
         conv_cfg (Mapping | None): The backbone's FDConv ``conv_cfg``; only its activity
             options and ``param_ratio`` matter. Defaults to None (layer defaults).
-        stages (Sequence[int] | None): 0-based stages with FDConv; None means all.
+        stages (Sequence[int] | None): 0-based stages with FDConv (the backbone's
+            ``fdconv_stages``); None means all. An mmseg ViT has no stages: it needs None.
         dcn_stages (Sequence[int] | None): ResNet only: 0-based stages whose ``conv2`` is
             a DCN (the indices where mmdet's ``stage_with_dcn`` is True); their ``conv2``
             weights are copied. Defaults to None (no DCN).
@@ -75,9 +86,7 @@ def convert(
     converted: OrderedDict[str, Tensor] = OrderedDict()
     for key, value in state_dict.items():
         match = pattern.match(key)
-        stage = None if match is None else int(match['stage']) - STAGE_OFFSET[model_type]
-        is_dcn = stage in dcn_stages and match['conv'] == 'conv2'
-        in_stage = match is not None and not is_dcn and (stages is None or stage in stages)
+        in_stage = match is not None and _in_fdconv_stage(match, model_type, stages, dcn_stages)
         if in_stage and value.dim() in (2, 4):
             weight = value if value.dim() == 4 else value[:, :, None, None]
             out_channels, in_channels, kernel_h, kernel_w = weight.shape
@@ -93,3 +102,23 @@ def convert(
                 continue
         converted[key] = value
     return converted
+
+
+def _in_fdconv_stage(
+    match: 're.Match[str]',
+    model_type: str,
+    stages: Optional[Sequence[int]],
+    dcn_stages: Sequence[int],
+) -> bool:
+    """Whether the weight ``match`` found lies in a stage whose layers are FDConv."""
+    if match['stage'] is None:
+        if stages is not None:
+            raise ValueError(
+                f'stages={list(stages)!r}: an mmseg ViT ({match.string}) has no stages; '
+                'leave stages unset'
+            )
+        return True
+    stage = int(match['stage']) - STAGE_OFFSET[model_type]
+    if stage in dcn_stages and match['conv'] == 'conv2':
+        return False
+    return stages is None or stage in stages

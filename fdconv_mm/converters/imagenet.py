@@ -7,8 +7,10 @@ from .checkpoint_layouts import LAYOUTS, StateDict, unwrap_checkpoint
 from .fdconv_weights import MODEL_TYPES, convert
 
 # Key prefix that the backbones' Pretrained init expects in a file: mmdet's and mmseg's Swin
-# load 'backbone.'-prefixed keys; ResNet loads keys as torchvision writes them.
-FILE_PREFIX = {'resnet': '', 'swin': 'backbone.'}
+# load 'backbone.'-prefixed keys; ResNet loads keys as torchvision writes them; mmseg's MiT
+# and ViT load raw keys (mmengine's load_checkpoint, ViT's own init_weights); ConvNeXt loads
+# an mmpretrain classifier's keys through init_cfg=dict(type='Pretrained', prefix='backbone.').
+FILE_PREFIX = {'resnet': '', 'swin': 'backbone.', 'vit': '', 'convnext': 'backbone.'}
 
 
 class ConversionSummary(NamedTuple):
@@ -32,7 +34,8 @@ def convert_imagenet_checkpoint(
     Args:
         checkpoint (Mapping): A loaded file: a raw state dict, or one under 'state_dict'
             or 'model'.
-        model_type (str): 'resnet' or 'swin'.
+        model_type (str): One of :data:`~.fdconv_weights.MODEL_TYPES` ('resnet', 'swin',
+            'vit', 'convnext').
         conv_cfg (Mapping | None): The backbone's FDConv ``conv_cfg``. Defaults to None.
         stages (Sequence[int] | None): 0-based stages with FDConv. Defaults to None (all).
         dcn_stages (Sequence[int] | None): ResNet: 0-based stages whose ``conv2`` is a DCN
