@@ -15,7 +15,7 @@ from mmcv.cnn import build_conv_layer
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
-from ...layers import FDConv
+from ...layers import FDConv, FDConvLinear
 
 
 def rebuild_conv(conv: nn.Conv2d, conv_cfg: Mapping[str, Any]) -> nn.Module:
@@ -40,6 +40,23 @@ def rebuild_convs(parent: nn.Module, names: Sequence[str], conv_cfg: Mapping[str
         conv = getattr(parent, name, None)
         if type(conv) is nn.Conv2d:
             setattr(parent, name, rebuild_conv(conv, conv_cfg))
+
+
+def fdconv_linear_like(linear: nn.Linear, conv_cfg: Mapping[str, Any]) -> FDConvLinear:
+    """An :class:`FDConvLinear` with the shape of ``linear`` and the options of ``conv_cfg``.
+
+    The token layers (Swin's FFN, ConvNeXt's pointwise linears) have no conv registry
+    behind them, so ``conv_cfg`` must name 'FDConv' (or no type).
+    """
+    options = dict(conv_cfg)
+    layer_type = options.pop('type', 'FDConv')
+    if layer_type != 'FDConv':
+        raise ValueError(
+            f"conv_cfg type={layer_type!r}: linear (token) layers support only type='FDConv'"
+        )
+    return FDConvLinear(
+        linear.in_features, linear.out_features, bias=linear.bias is not None, **options
+    )
 
 
 class FrozenStageBatchNorm2d(nn.BatchNorm2d):

@@ -12,21 +12,8 @@ from typing import Any, Dict, Optional, Sequence
 
 from mmdet.models.backbones import SwinTransformer as DetSwinTransformer
 from mmseg.models.backbones import SwinTransformer as SegSwinTransformer
-from torch import nn
 
-from ...layers import FDConvLinear
-from .fdconv_backbone import FDConvBackboneMixin
-
-
-def fdconv_linear_like(linear: nn.Linear, conv_cfg: Dict[str, Any]) -> FDConvLinear:
-    """An :class:`FDConvLinear` with the shape of ``linear`` and the options of ``conv_cfg``."""
-    options = dict(conv_cfg)
-    layer_type = options.pop('type', 'FDConv')
-    if layer_type != 'FDConv':
-        raise ValueError(f"conv_cfg type={layer_type!r}: the Swin FFN supports only 'FDConv'")
-    return FDConvLinear(
-        linear.in_features, linear.out_features, bias=linear.bias is not None, **options
-    )
+from .fdconv_backbone import FDConvBackboneMixin, fdconv_linear_like
 
 
 class SwinTransformerFDConvMixin(FDConvBackboneMixin):
