@@ -21,6 +21,7 @@ MAIN_CONFIGS = {
     'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py': 'resnet50_v1c_fdconv.pth',
     'upernet/upernet_swin-t-fdconv_8xb2-160k_ade20k-512x512.py': 'swin_tiny_fdconv.pth',
     'mask2former/mask2former_r50-fdconv_8xb2-90k_cityscapes-512x1024.py': 'resnet50_fdconv.pth',
+    'segformer/segformer_mit-b0-fdconv_8xb2-160k_ade20k-512x512.py': 'mit_b0_fdconv.pth',
 }
 SWIN_CONFIGS = [config for config, weights in MAIN_CONFIGS.items() if weights.startswith('swin')]
 

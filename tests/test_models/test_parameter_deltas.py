@@ -15,10 +15,14 @@ import fdconv_mm  # noqa: F401  (registers the backbones)
 from fdconv_mm import FDConv
 
 CONFIGS = Path(__file__).parents[2] / 'configs'
-# config: (backbone parameters with conv_cfg=None, with FDConv); paper's delta in comments.
+# config: (backbone parameters with conv_cfg=None, with FDConv), above each the paper's delta.
 PARAMETERS = {
-    'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py': (23_508_032, 27_155_152),  # +3.6 M
-    'mask_rcnn/mask-rcnn_swin-t-fdconv_fpn_1x_coco.py': (27_520_698, 33_547_434),  # +3 M
+    # ResNet-50: +3.6 M
+    'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py': (23_508_032, 27_155_152),
+    # Swin-T: +3 M
+    'mask_rcnn/mask-rcnn_swin-t-fdconv_fpn_1x_coco.py': (27_520_698, 33_547_434),
+    # MiT-B0: not reported
+    'segformer/segformer_mit-b0-fdconv_8xb2-160k_ade20k-512x512.py': (3_319_392, 3_939_744),
 }
 
 
