@@ -5,6 +5,7 @@ mmpretrain ConvNeXt keys otherwise) by an inverse key mapping written here, inde
 the converter; the official SegFormer mapping is also checked against mmseg's mit2mmseg.
 """
 
+import copy
 import importlib.util
 import re
 from pathlib import Path
@@ -70,20 +71,23 @@ def is_active(weight):
 MIT_FFN = re.compile(r'layers\.\d+\.1\.\d+\.ffn\.layers\.[04]\.weight$')
 
 
+# Stage 0 (16 channels, FFN 16 -> 32) stays plain; stage 1 (32, FFN 32 -> 64) is FDConv.
+TINY_MIT = dict(
+    embed_dims=16,
+    num_stages=2,
+    num_layers=[1, 2],
+    num_heads=[1, 2],
+    patch_sizes=[7, 3],
+    strides=[4, 2],
+    sr_ratios=[2, 1],
+    out_indices=(0, 1),
+    mlp_ratio=2,
+)
+
+
 def tiny_mit():
-    """Stage 0 (16 channels, FFN 16 -> 32) stays plain; stage 1 (32, FFN 32 -> 64) is FDConv."""
     torch.manual_seed(0)
-    return MixVisionTransformer(
-        embed_dims=16,
-        num_stages=2,
-        num_layers=[1, 2],
-        num_heads=[1, 2],
-        patch_sizes=[7, 3],
-        strides=[4, 2],
-        sr_ratios=[2, 1],
-        out_indices=(0, 1),
-        mlp_ratio=2,
-    )
+    return MixVisionTransformer(**TINY_MIT)
 
 
 def mit_state():
@@ -220,12 +224,12 @@ def convnext_state(channels=(16, 32), depths=(1, 2)):
         'downsample_layers.0.1.weight': torch.randn(channels[0]),
         'downsample_layers.0.1.bias': torch.randn(channels[0]),
     }
+    for i in range(1, len(channels)):
+        state[f'downsample_layers.{i}.0.weight'] = torch.randn(channels[i - 1])
+        state[f'downsample_layers.{i}.0.bias'] = torch.randn(channels[i - 1])
+        state[f'downsample_layers.{i}.1.weight'] = torch.randn(channels[i], channels[i - 1], 2, 2)
+        state[f'downsample_layers.{i}.1.bias'] = torch.randn(channels[i])
     for i, (width, depth) in enumerate(zip(channels, depths)):
-        if i:
-            state[f'downsample_layers.{i}.0.weight'] = torch.randn(channels[i - 1])
-            state[f'downsample_layers.{i}.0.bias'] = torch.randn(channels[i - 1])
-            state[f'downsample_layers.{i}.1.weight'] = torch.randn(width, channels[i - 1], 2, 2)
-            state[f'downsample_layers.{i}.1.bias'] = torch.randn(width)
         for j in range(depth):
             block = f'stages.{i}.{j}.'
             state[block + 'gamma'] = torch.randn(width)
@@ -297,12 +301,8 @@ def test_convert_convnext_layouts_with_the_tool(tool, capsys, tmp_path, layout):
     assert 'converted to dft_weight: 4' in out  # stage 1 (32 -> 128 -> 32), two blocks
     assert f'skipped:                 {len(expected_skipped)} {expected_skipped}' in out
     check_conversion(saved['state_dict'], state, CONVNEXT_FFN, is_active, prefix='backbone.')
-    assert saved['state_dict']['backbone.stages.1.0.pointwise_conv1.dft_weight'].shape == (
-        1,
-        128,
-        17,
-        2,
-    )
+    spectrum = saved['state_dict']['backbone.stages.1.0.pointwise_conv1.dft_weight']
+    assert spectrum.shape == (1, 128, 17, 2)
     saved, out = run(
         tool, capsys, tmp_path, make(state), 'convnext', '--stages', 0, '--use-fdconv-if-c-gt', 8
     )
@@ -318,3 +318,59 @@ def test_unknown_convnext_layout_names_the_expected_keys(tool, capsys, tmp_path)
         SystemExit, match='unrecognised convnext checkpoint layout: expected mmpretrain'
     ):
         run(tool, capsys, tmp_path, {'layer1.0.conv1.weight': torch.ones(1)}, 'convnext')
+
+
+# ---------------------------------------------------------------- converted files in the backbones
+
+
+def relative_error(actual, expected):
+    return ((actual - expected).abs().max() / expected.abs().max()).item()
+
+
+def check_keys_fit(model, state):
+    """``state`` loads into (a copy of) ``model`` with only KSM parameters left missing."""
+    result = copy.deepcopy(model).load_state_dict(state, strict=False)
+    assert result.unexpected_keys == [] and result.missing_keys
+    assert all('KSM_' in k for k in result.missing_keys)
+    assert sum(k.endswith('dft_weight') for k in model.state_dict()) == 4
+
+
+def check_same_outputs(fdconv, plain):
+    fdconv.eval()
+    plain.eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        outputs = list(zip(fdconv(images), plain(images)))
+    assert outputs
+    for actual, expected in outputs:
+        assert relative_error(actual, expected) < 1e-4
+
+
+def save_plain(tmp_path, state):
+    """The unconverted file, for the backbone to convert on load."""
+    torch.save({'state_dict': state}, tmp_path / 'plain.pth')
+    return {'state_dict': state}, str(tmp_path / 'plain.pth')
+
+
+@pytest.mark.parametrize('layout', ['mmseg MiT', 'official SegFormer (mit_b*)', 'on load'])
+def test_converted_mit_file_reproduces_mmseg_mit(tool, capsys, tmp_path, layout):
+    from fdconv_mm.models.backbones.mit_fdconv import MixVisionTransformerFDConv
+
+    plain = tiny_mit()
+    plain.init_weights()
+    state = plain.state_dict()
+    if layout == 'on load':
+        saved, target = save_plain(tmp_path, state)
+    else:
+        source = state if layout == 'mmseg MiT' else mmseg_mit_to_official(state)
+        saved, _ = run(tool, capsys, tmp_path, source, 'vit')
+        assert sum(k.endswith('dft_weight') for k in saved['state_dict']) == 4
+        target = str(tmp_path / 'fdconv_plain.pth')
+    fdconv = MixVisionTransformerFDConv(
+        **TINY_MIT,
+        conv_cfg=dict(type='FDConv', kernel_num=8),
+        init_cfg=dict(type='Pretrained', checkpoint=target),
+    )
+    fdconv.init_weights()
+    check_keys_fit(fdconv, saved['state_dict'])
+    check_same_outputs(fdconv, plain)
