@@ -213,6 +213,9 @@ def test_default_init_is_neutral_and_trunc_normal():
     assert torch.all(layer.KSM_Global.kernel_fc.weight.abs() < 1e-4)
     kernel = torch.fft.irfft2(torch.view_as_complex(layer.dft_weight[0].contiguous()), s=(128, 32))
     assert 0.015 < (kernel * 16).std().item() < 0.025  # dft_weight divides by min(C) // 2
+    spectrum = layer.dft_weight.detach().clone()
+    model.init_weights()  # a second call (mmengine warns) changes nothing
+    assert torch.equal(layer.dft_weight, spectrum)
 
 
 def test_config_optimizer_accepts_fdconv_parameters():

@@ -335,7 +335,7 @@ class ConvNeXtFDConv(FDConvBackboneMixin, BaseModule):
         """mmengine's init (``init_cfg``), after giving active FDConv layers the default
         init's truncated-normal weight: mmengine's initializers cannot reach ``dft_weight``,
         and a ``Pretrained`` entry overwrites it afterwards."""
-        if self.default_init:
+        if self.default_init and not self._is_init:
             for module in self.modules():
                 if isinstance(module, FDConv) and module.fdconv_active and module.convert_param:
                     weight = torch.empty(
