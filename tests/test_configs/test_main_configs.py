@@ -18,6 +18,7 @@ MAIN_CONFIGS = {
     'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py': 'resnet50_fdconv.pth',
     'mask_rcnn/mask-rcnn_r50-fdconv_fpn_adamw-1x_coco.py': 'resnet50_fdconv.pth',
     'mask_rcnn/mask-rcnn_swin-t-fdconv_fpn_1x_coco.py': 'swin_tiny_fdconv.pth',
+    'mask_rcnn/mask-rcnn_convnext-t-fdconv_fpn_1x_coco.py': 'convnext_tiny_fdconv.pth',
     'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py': 'resnet50_v1c_fdconv.pth',
     'upernet/upernet_swin-t-fdconv_8xb2-160k_ade20k-512x512.py': 'swin_tiny_fdconv.pth',
     'mask2former/mask2former_r50-fdconv_8xb2-90k_cityscapes-512x1024.py': 'resnet50_fdconv.pth',

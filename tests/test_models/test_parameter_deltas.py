@@ -21,6 +21,8 @@ PARAMETERS = {
     'faster_rcnn/faster-rcnn_r50-fdconv_fpn_1x_coco.py': (23_508_032, 27_155_152),
     # Swin-T: +3 M
     'mask_rcnn/mask-rcnn_swin-t-fdconv_fpn_1x_coco.py': (27_520_698, 33_547_434),
+    # ConvNeXt-T: +3 M
+    'mask_rcnn/mask-rcnn_convnext-t-fdconv_fpn_1x_coco.py': (27_821_472, 36_861_576),
     # MiT-B0: not reported
     'segformer/segformer_mit-b0-fdconv_8xb2-160k_ade20k-512x512.py': (3_319_392, 3_939_744),
 }
