@@ -374,3 +374,36 @@ def test_converted_mit_file_reproduces_mmseg_mit(tool, capsys, tmp_path, layout)
     fdconv.init_weights()
     check_keys_fit(fdconv, saved['state_dict'])
     check_same_outputs(fdconv, plain)
+
+
+@pytest.mark.parametrize('layout', [*CONVNEXT_LAYOUTS, 'on load'])
+def test_converted_convnext_file_reproduces_plain_convnext(tool, capsys, tmp_path, layout):
+    from fdconv_mm.models.backbones.convnext_fdconv import ConvNeXtFDConv
+
+    arch = dict(
+        arch=dict(depths=[1, 2], channels=[16, 32]), out_indices=(1,), gap_before_final_norm=False
+    )
+    torch.manual_seed(0)
+    plain = ConvNeXtFDConv(**arch, layer_scale_init_value=1.0)
+    plain.init_weights()
+    state = plain.state_dict()
+    assert list(state) == list(convnext_state())  # the keys this file's layouts start from
+    if layout == 'on load':
+        saved, target = save_plain(tmp_path, to_mmpretrain_classifier(state))
+    else:
+        saved, _ = run(tool, capsys, tmp_path, CONVNEXT_LAYOUTS[layout][0](state), 'convnext')
+        assert sum(k.endswith('dft_weight') for k in saved['state_dict']) == 4
+        target = str(tmp_path / 'fdconv_plain.pth')
+    fdconv = ConvNeXtFDConv(
+        **arch,
+        conv_cfg=dict(type='FDConv', kernel_num=8),
+        init_cfg=dict(type='Pretrained', checkpoint=target, prefix='backbone.'),
+    )
+    fdconv.init_weights()
+    backbone_state = {
+        k[len('backbone.') :]: v
+        for k, v in saved['state_dict'].items()
+        if k.startswith('backbone.')
+    }
+    check_keys_fit(fdconv, backbone_state)
+    check_same_outputs(fdconv, plain)
