@@ -68,15 +68,19 @@ def register_all() -> None:
     MODELS.register_module('FDConv', module=FDConv)
     HOOKS.register_module('AtomicCheckpointHook', module=AtomicCheckpointHook)
     det_backbones = {
+        ('ConvNeXtFDConv', 'ConvNeXt_FDConv'): backbones.ConvNeXtFDConv,
         ('ResNetFDConv', 'ResNet_FDConv'): backbones.ResNetFDConv,
         ('ResNetV1dFDConv', 'ResNetV1d_FDConv'): backbones.ResNetV1dFDConv,
         ('SwinTransformerFDConv', 'SwinTransformer_FDConv'): backbones.SwinTransformerFDConv,
+        ('MixVisionTransformerFDConv',): backbones.MixVisionTransformerFDConv,
     }
     seg_backbones = {
+        ('ConvNeXtFDConv', 'ConvNeXt_FDConv'): backbones.ConvNeXtFDConv,
         ('ResNetFDConv', 'ResNet_FDConv'): backbones.SegResNetFDConv,
         ('ResNetV1cFDConv', 'ResNetV1c_FDConv'): backbones.SegResNetV1cFDConv,
         ('ResNetV1dFDConv', 'ResNetV1d_FDConv'): backbones.SegResNetV1dFDConv,
         ('SwinTransformerFDConv', 'SwinTransformer_FDConv'): backbones.SegSwinTransformerFDConv,
+        ('MixVisionTransformerFDConv',): backbones.MixVisionTransformerFDConv,
     }
     for registry, classes in ((DET_MODELS, det_backbones), (SEG_MODELS, seg_backbones)):
         for names, module in classes.items():
