@@ -16,6 +16,7 @@ from .config_export import (
 )
 from .onnx_export import (
     OPSET,
+    ExportError,
     check_onnx,
     export_onnx,
     max_relative_difference,
@@ -39,6 +40,7 @@ __all__ = [
     'PARTS',
     'BackboneFeatures',
     'DetectorFeatures',
+    'ExportError',
     'ExportReport',
     'SegmentorLogits',
     'build_config_model',

@@ -22,6 +22,10 @@ INPUT_NAME = 'inputs'
 OPSET = 18
 
 
+class ExportError(RuntimeError):
+    """torch's ONNX exporter could not translate the module."""
+
+
 def export_onnx(
     module: nn.Module,
     inputs: Tensor,
@@ -40,6 +44,9 @@ def export_onnx(
 
     Returns:
         list[str]: The output names, in order.
+
+    Raises:
+        ExportError: If the exporter fails, with its first line.
     """
     names = list(output_names(module, len(torch_outputs(module, inputs))))
     dynamic_shapes = None
@@ -48,19 +55,26 @@ def export_onnx(
         dynamic_shapes = {INPUT_NAME: {2: dim('height', min=1), 3: dim('width', min=1)}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        torch.onnx.export(
-            module,
-            (inputs,),
-            str(path),
-            input_names=[INPUT_NAME],
-            output_names=names,
-            opset_version=opset,
-            dynamo=True,
-            external_data=False,
-            dynamic_shapes=dynamic_shapes,
-            verbose=False,
-        )
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                module,
+                (inputs,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=names,
+                opset_version=opset,
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes=dynamic_shapes,
+                verbose=False,
+            )
+    except Exception as error:  # the exporter raises many types; keep its message
+        what = getattr(module, 'description', lambda: type(module).__name__)()
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
+        raise ExportError(
+            f'torch.onnx.export of {what} failed: {type(error).__name__}: {first_line}'
+        ) from error
     return names
 
 
@@ -71,13 +85,22 @@ def check_onnx(path: PathLike) -> None:
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def onnxruntime_session(path: PathLike, threads: Optional[int] = None):
-    """An ONNX Runtime CPU session of the file; ``threads``: its intra-op threads."""
+def onnxruntime_session(path: PathLike, threads: Optional[int] = None, spinning: bool = False):
+    """An ONNX Runtime CPU session of the file.
+
+    Args:
+        path: The ONNX file.
+        threads: Intra-op threads; None: ONNX Runtime's default (one per core).
+        spinning: Let idle worker threads spin-wait for the next run (ONNX Runtime's
+            default); off here, since spinning threads take the cores from whatever runs
+            between two calls (PyTorch, in a comparison). Defaults to False.
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     if threads is not None:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')
     return onnxruntime.InferenceSession(
         str(path), sess_options=options, providers=['CPUExecutionProvider']
     )

@@ -8,9 +8,10 @@
 the input size (``encode_decode``); ``--part backbone`` the backbone alone. The file is
 checked with ``onnx.checker`` and run in ONNX Runtime (CPU) on the same input as PyTorch;
 the largest relative difference, ``max|onnx - torch| / max|torch|`` per output, is printed,
-and the exit status is 1 above ``--tolerance`` (2 for bad arguments). The input is random
-(a normalized image's range) unless ``--image`` gives files, which are resized to H x W and
-put through the model's data preprocessor. Needs ``pip install -e .[deploy]``.
+and the exit status is 1 above ``--tolerance`` or when the exporter fails (2 for bad
+arguments). The input is random (a normalized image's range) unless ``--image`` gives files,
+which are resized to H x W and put through the model's data preprocessor. Needs
+``pip install -e .[deploy]``.
 """
 
 import argparse
@@ -19,7 +20,7 @@ from typing import List, Optional
 
 from mmengine.config import DictAction
 
-from fdconv_mm.deployment import DEFAULT_TOLERANCE, OPSET, PARTS, export_config
+from fdconv_mm.deployment import DEFAULT_TOLERANCE, OPSET, PARTS, ExportError, export_config
 from fdconv_mm.engine import CheckpointMismatchError
 
 
@@ -88,6 +89,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         )
     except (FileNotFoundError, ValueError, CheckpointMismatchError) as error:
         parser.error(str(error))
+    except ExportError as error:
+        print(f'export_onnx.py: error: {error}', file=sys.stderr)
+        return 1
     print('\n'.join(report.lines()))
     if not report.passed:
         print(
