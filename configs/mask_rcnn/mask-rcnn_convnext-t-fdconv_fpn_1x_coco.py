@@ -8,7 +8,7 @@
 #   python tools/convert_weights.py --model_type convnext \
 #       --weight_path convnext-tiny_3rdparty_32xb128-noema_in1k_20220301-795e9634.pth \
 #       --save_path pretrained/convnext_tiny_fdconv.pth
-# (or point init_cfg at the mmpretrain file with prefix='backbone.': it converts on load).
+# (or point init_cfg's checkpoint at the mmpretrain file itself: it converts on load).
 # mmdet's ResNet-50 Mask R-CNN 1x is the base; the backbone, drop path, layer scale, optimizer
 # and warm-up are those of mmdet's ConvNeXt-T Mask R-CNN (3x, multi-scale crop), whose
 # mmpretrain backbone ConvNeXtFDConv reproduces (same arguments and state-dict keys).
@@ -29,6 +29,7 @@ model = dict(
         init_cfg=dict(
             type='Pretrained',
             checkpoint='{{$FDCONV_PRETRAINED:pretrained}}/convnext_tiny_fdconv.pth',
+            prefix='backbone.',  # the converted file keeps mmpretrain's keys, as its own files
         ),
     ),
     neck=dict(in_channels=[96, 192, 384, 768]),

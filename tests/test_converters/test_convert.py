@@ -68,10 +68,10 @@ def test_convert_swin_linears_and_stage_choice():
 
 
 def test_unknown_model_type_is_a_clear_error():
-    with pytest.raises(ValueError, match="model_type='vit'"):
-        convert({}, 'vit')
-    with pytest.raises(ValueError, match='FDConv backbones for resnet, swin'):
-        convert_imagenet_checkpoint({}, 'vit')
+    with pytest.raises(ValueError, match="model_type='vgg'"):
+        convert({}, 'vgg')
+    with pytest.raises(ValueError, match='FDConv backbones for resnet, swin, vit, convnext'):
+        convert_imagenet_checkpoint({}, 'vgg')
 
 
 def test_resnet_layouts():
@@ -150,7 +150,7 @@ def test_convert_weights_tool(tmp_path):
     assert result.returncode != 0 and 'pass --force' in result.stderr
     assert run_tool(*flags, '--force').returncode == 0
     result = run_tool('--model_type', 'vit', '--weight_path', source, '--save_path', tmp_path / 'v')
-    assert result.returncode != 0 and 'FDConv backbones for resnet, swin' in result.stderr
+    assert result.returncode != 0 and 'unrecognised vit checkpoint layout' in result.stderr
     torch.save({'model': {'x.weight': torch.ones(1)}}, source)
     result = run_tool(*flags, '--force')
     assert result.returncode != 0 and 'unrecognised resnet checkpoint layout' in result.stderr
