@@ -24,8 +24,10 @@ from torch import Tensor, nn
 
 from .onnx_export import (
     OPSET,
+    ExportError,
     check_onnx,
     export_onnx,
+    first_line,
     relative_differences,
     run_onnxruntime,
     torch_outputs,
@@ -51,6 +53,9 @@ class ExportReport:
         differences (list[float]): Per output, ``max|onnx - torch| / max|torch|``.
         tolerance (float): The largest difference accepted.
         header (list[str]): Lines describing the run (config, checkpoint).
+        dynamic_hw (bool): Whether height and width are dynamic in the file.
+        other_inputs (list[tuple]): With dynamic height and width, per further input
+            (random, another size) its shape and its per-output differences.
     """
 
     path: Path
@@ -63,11 +68,13 @@ class ExportReport:
     differences: List[float]
     tolerance: float
     header: List[str] = field(default_factory=list)
+    dynamic_hw: bool = False
+    other_inputs: List[Tuple[Tuple[int, ...], List[float]]] = field(default_factory=list)
 
     @property
     def max_difference(self) -> float:
-        """The largest of :attr:`differences`."""
-        return max(self.differences)
+        """The largest of :attr:`differences` and those at :attr:`other_inputs`."""
+        return max([*self.differences, *(d for _, diffs in self.other_inputs for d in diffs)])
 
     @property
     def passed(self) -> bool:
@@ -76,18 +83,28 @@ class ExportReport:
     def lines(self) -> List[str]:
         """The report as text lines: run, outputs with their differences, verdict."""
         lines = list(self.header)
+        sizes = 'batch fixed, height and width dynamic' if self.dynamic_hw else 'fixed shape'
         lines += [
-            f'Exported (--part {self.part}): {self.exported} -> {self.path}',
+            f'Exported (--part {self.part}): {self.exported} -> {self.path} ({sizes})',
             f'Input: {self.input_shape} ({self.input_source}); onnx.checker: passed',
             'ONNX Runtime (CPU) against PyTorch, max|onnx - torch| / max|torch| per output:',
         ]
         for name, shape, difference in zip(self.output_names, self.output_shapes, self.differences):
             lines.append(f'  {name} {shape}: {difference:.3e}')
+        for shape, differences in self.other_inputs:
+            shown = ', '.join(f'{difference:.3e}' for difference in differences)
+            lines.append(f'Input {shape} (random normal): {shown}')
         verdict = 'within' if self.passed else 'ABOVE'
         lines.append(
             f'Largest relative difference: {self.max_difference:.3e} '
             f'({verdict} the tolerance {self.tolerance:g})'
         )
+        if not self.passed and max(self.differences) <= self.tolerance:
+            lines.append(
+                'The file is right at the export size only: an operator of the model fixed '
+                'its sizes there (e.g. adaptive pooling); export without --dynamic-hw, at '
+                'the size it will run at'
+            )
         return lines
 
 
@@ -206,6 +223,8 @@ def export_config(
     allow_partial_load: bool = False,
     opset: int = OPSET,
     seed: int = 0,
+    dynamic_hw: bool = False,
+    check_shapes: Optional[Sequence[Sequence[int]]] = None,
 ) -> ExportReport:
     """Export a config's backbone or model to ONNX, check it and compare it with PyTorch.
 
@@ -225,6 +244,10 @@ def export_config(
             exactly. Defaults to False.
         opset (int): ONNX opset. Defaults to :data:`~.onnx_export.OPSET`.
         seed (int): Seed of the random input and constructed weights. Defaults to 0.
+        dynamic_hw (bool): Leave height and width dynamic in the file (the batch stays
+            fixed) and compare at ``check_shapes`` too. Defaults to False.
+        check_shapes (Sequence, optional): With ``dynamic_hw``, further (H, W) to compare
+            at, on random inputs; None: ``(H + 32, W + 32)``. Defaults to None.
 
     Returns:
         ExportReport: What was exported and the differences; ``passed`` says whether the
@@ -239,6 +262,9 @@ def export_config(
         raise ValueError(f'--batch must be a positive integer, got {batch}')
     if tolerance < 0:
         raise ValueError(f'--tolerance must be >= 0, got {tolerance}')
+    if check_shapes and not dynamic_hw:
+        raise ValueError('--check-shape needs --dynamic-hw (a fixed-shape file takes one size)')
+    others = [parse_shape(s) for s in check_shapes or [(size[0] + 32, size[1] + 32)]]
     model, scope = build_config_model(config, checkpoint, cfg_options, allow_partial_load, seed)
     module = exportable_part(model, scope, part).eval()
     if images:
@@ -247,10 +273,24 @@ def export_config(
     else:
         inputs = random_inputs(batch, size, seed)
         source = f'random normal, seed {seed}'
-    names = export_onnx(module, inputs, out, opset=opset)
+    names = export_onnx(module, inputs, out, opset=opset, dynamic_hw=dynamic_hw)
     check_onnx(out)
     references = torch_outputs(module, inputs)
     outputs = run_onnxruntime(out, inputs)
+    other_inputs = []
+    for other in others if dynamic_hw else []:
+        extra = random_inputs(batch, other, seed + 1)
+        try:
+            extra_outputs = run_onnxruntime(out, extra)
+        except Exception as error:  # onnxruntime's errors have no common public base
+            raise ExportError(
+                f'ONNX Runtime cannot run {out} at input {tuple(extra.shape)} '
+                f'({type(error).__name__}: {first_line(error)}): an operator of the model '
+                'fixed its sizes at export (e.g. adaptive pooling); export without '
+                '--dynamic-hw'
+            ) from error
+        differences = relative_differences(extra_outputs, torch_outputs(module, extra))
+        other_inputs.append((tuple(extra.shape), differences))
     return ExportReport(
         path=Path(out),
         part=part,
@@ -261,6 +301,8 @@ def export_config(
         output_shapes=[tuple(reference.shape) for reference in references],
         differences=relative_differences(outputs, references),
         tolerance=tolerance,
+        dynamic_hw=dynamic_hw,
+        other_inputs=other_inputs,
         header=[
             f'Config: {config}',
             f'Checkpoint: {checkpoint or "none (weights as constructed)"}',

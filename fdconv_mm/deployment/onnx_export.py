@@ -8,6 +8,7 @@ of these over the outputs (:func:`relative_differences`, :func:`max_relative_dif
 ``onnx`` and ``onnxruntime`` (``pip install -e .[deploy]``) are imported when used.
 """
 
+import re
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -20,10 +21,18 @@ from .wrappers import output_names
 PathLike = Union[str, Path]
 INPUT_NAME = 'inputs'
 OPSET = 18
+# The exporter colours its messages for terminals.
+ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;]*m')
 
 
 class ExportError(RuntimeError):
-    """torch's ONNX exporter could not translate the module."""
+    """torch's ONNX exporter could not translate the module, or ONNX Runtime not run it."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, without terminal colour codes."""
+    text = ANSI_ESCAPE.sub('', str(error)).strip()
+    return text.splitlines()[0] if text else ''
 
 
 def export_onnx(
@@ -71,9 +80,8 @@ def export_onnx(
             )
     except Exception as error:  # the exporter raises many types; keep its message
         what = getattr(module, 'description', lambda: type(module).__name__)()
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ''
         raise ExportError(
-            f'torch.onnx.export of {what} failed: {type(error).__name__}: {first_line}'
+            f'torch.onnx.export of {what} failed: {type(error).__name__}: {first_line(error)}'
         ) from error
     return names
 

@@ -87,7 +87,8 @@ def test_cli_exports_the_detector_features_of_real_images(tmp_path):
     out = tmp_path / 'detector.onnx'
     run = subprocess.run(
         [sys.executable, str(TOOL), DET_CONFIG, '--shape', '64', '64', '--batch', '2',
-         '--image', *map(str, images), '--out', str(out), *CFG_OPTIONS],
+         '--image', *map(str, images), '--out', str(out), '--dynamic-hw',
+         '--check-shape', '96', '32', *CFG_OPTIONS],
         capture_output=True, text=True,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
@@ -95,13 +96,16 @@ def test_cli_exports_the_detector_features_of_real_images(tmp_path):
     # The narrow FPN: 64 channels at strides 4 to 64.
     for index, size in enumerate((16, 8, 4, 2, 1)):
         assert f'neck_{index} (2, 64, {size}, {size}):' in run.stdout
+    assert 'batch fixed, height and width dynamic' in run.stdout
+    assert re.search(r'Input \(2, 3, 96, 32\) \(random normal\): (\S+, ){4}\S+\n', run.stdout)
     assert largest_difference(run.stdout) < 1e-4
     import onnx
 
     graph = onnx.load(str(out)).graph
     assert [i.name for i in graph.input] == ['inputs']
     assert [o.name for o in graph.output] == [f'neck_{i}' for i in range(5)]
-    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [2, 3, 64, 64]
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[:2]] == [2, 3] and all(d.dim_param for d in dims[2:])
 
 
 def test_checkpoint_round_trip_through_the_backbone(tool, tmp_path, capsys):
@@ -162,6 +166,7 @@ def backbone_only_config(tmp_path):
         (['--shape', '0', '64'], '--shape must be two positive integers H W'),
         (['--batch', '0'], '--batch must be a positive integer'),
         (['--tolerance', '-1'], '--tolerance must be >= 0'),
+        (['--check-shape', '64', '64'], '--check-shape needs --dynamic-hw'),
         (['CHECKPOINT=missing.pth'], 'checkpoint missing.pth: no such file'),
         (['--image', 'missing.png'], 'image missing.png: no such file'),
         (['--batch', '3', '--image', 'a.png', 'b.png'], '--image: give 1 image or --batch (3)'),
@@ -217,3 +222,20 @@ def test_exporter_failure_exits_one_with_its_message(tool, tmp_path, capsys, mon
         'export_onnx.py: error: torch.onnx.export of ResNetFDConv (the backbone) failed: '
         'RuntimeError: Unsupported operator aten::boom'
     )
+
+
+def test_report_says_when_only_the_export_size_is_right():
+    from fdconv_mm.deployment import ExportReport
+
+    report = ExportReport(
+        path=Path('x.onnx'), part='model', exported='EncoderDecoder.encode_decode',
+        input_shape=(1, 3, 64, 64), input_source='random', output_names=['seg_logits'],
+        output_shapes=[(1, 4, 64, 64)], differences=[5e-7], tolerance=1e-4,
+        dynamic_hw=True, other_inputs=[((1, 3, 96, 96), [4e-2])],
+    )  # fmt: skip
+    assert not report.passed and report.max_difference == 4e-2
+    text = '\n'.join(report.lines())
+    assert 'Input (1, 3, 96, 96) (random normal): 4.000e-02' in text
+    assert 'right at the export size only' in text
+    report.other_inputs = [((1, 3, 96, 96), [3e-6])]
+    assert report.passed and 'export size only' not in '\n'.join(report.lines())

@@ -1,7 +1,8 @@
 """Export a config's model (or backbone) to ONNX and check it against PyTorch in ONNX Runtime.
 
     python tools/deployment/export_onnx.py CONFIG [CHECKPOINT] --shape H W [--batch B] \\
-        --out FILE [--part model|backbone] [--image PATH ...] [--tolerance 1e-4]
+        --out FILE [--part model|backbone] [--image PATH ...] [--tolerance 1e-4] \\
+        [--dynamic-hw [--check-shape H W ...]]
 
 ``--part model`` (the default) exports an mmdet detector's backbone and neck features
 (``extract_feat``; box decoding and NMS are mmdeploy's) or an mmseg segmentor's logits at
@@ -52,6 +53,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_TOLERANCE,
         help='largest accepted max|onnx - torch| / max|torch| (default: %(default)g)',
     )
+    parser.add_argument(
+        '--dynamic-hw',
+        action='store_true',
+        help='leave height and width dynamic in the file (the batch stays fixed); also '
+        'compares at --check-shape',
+    )
+    parser.add_argument(
+        '--check-shape',
+        nargs=2,
+        type=int,
+        action='append',
+        metavar=('H', 'W'),
+        help='with --dynamic-hw, another size to compare at, on random input (repeatable; '
+        'default: H+32 W+32)',
+    )
     parser.add_argument('--opset', type=int, default=OPSET, help='ONNX opset (%(default)s)')
     parser.add_argument('--seed', type=int, default=0, help='seed of random input and weights')
     parser.add_argument(
@@ -86,6 +102,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             allow_partial_load=args.allow_partial_load,
             opset=args.opset,
             seed=args.seed,
+            dynamic_hw=args.dynamic_hw,
+            check_shapes=args.check_shape,
         )
     except (FileNotFoundError, ValueError, CheckpointMismatchError) as error:
         parser.error(str(error))
