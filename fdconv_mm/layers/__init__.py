@@ -10,6 +10,7 @@ from .frequency import (
     spectrum_to_kernel,
 )
 from .ksm import KernelSpatialModulationGlobal, KernelSpatialModulationLocal, StarReLU
+from .onnx_export import export_onnx, is_exporting
 
 __all__ = [
     'FDConv',
@@ -20,6 +21,8 @@ __all__ = [
     'KernelSpatialModulationLocal',
     'StarReLU',
     'band_masks',
+    'export_onnx',
+    'is_exporting',
     'frequency_group_index',
     'kernel_to_spectrum',
     'lowpass_masks',

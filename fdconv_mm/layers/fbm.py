@@ -16,6 +16,7 @@ from torch.autograd.function import once_differentiable
 
 from .frequency import band_masks, lowpass_row_masks, lowpass_widths
 from .ksm import HEAD_INIT_STD
+from .onnx_export import fbm_forward, is_exporting
 
 FBM_ACTS = ('sigmoid', 'tanh', 'softmax')
 
@@ -89,6 +90,8 @@ class FrequencyBandModulation(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
+        if is_exporting():
+            return fbm_forward(self, x)
         if torch.jit.is_tracing():
             return self.forward_as_specified(x)
         return self.modulate(x, *self.stacked_conv())
@@ -100,7 +103,7 @@ class FrequencyBandModulation(nn.Module):
         What ``torch.jit.trace`` records (FLOP counters count the specification's work,
         scoped to the convs' modules); the same function as :meth:`forward`.
         """
-        batch, channels, height, width = x.shape
+        height, width = x.shape[-2:]
         masks = band_masks(height, width, self.k_list, x.device)
         fft_dtype = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(x.device.type, enabled=False):
@@ -108,6 +111,19 @@ class FrequencyBandModulation(nn.Module):
             bands = torch.fft.irfft2(
                 spectrum.unsqueeze(1) * masks[:, None], s=(height, width), norm='ortho'
             )
+        return self.combine_bands(x, bands)
+
+    def combine_bands(self, x: Tensor, bands: Tensor) -> Tensor:
+        """``sum_i w_i * band_i`` with the band weights predicted from ``x``.
+
+        Args:
+            x (Tensor): (B, C, H, W), the input the weight convs see.
+            bands (Tensor): (B, n + 1, C, H, W), ``high_1 ... high_n`` then ``low_n``.
+
+        Returns:
+            Tensor: (B, C, H, W) in x's dtype.
+        """
+        batch, channels, height, width = x.shape
         bands = bands.view(batch, bands.shape[1], self.spatial_group, -1, height, width)
         weights = torch.stack(
             [_activate(conv(x), self.act) for conv in self.freq_weight_conv_list], dim=1

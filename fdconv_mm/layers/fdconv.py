@@ -35,6 +35,7 @@ from .frequency import (
 )
 from .kernel_synthesis import KernelSynthesis, fourier_kernels
 from .ksm import ATTENTION_ACTS, KernelSpatialModulationGlobal, KernelSpatialModulationLocal
+from .onnx_export import compact_group_index, fdconv_forward, is_exporting
 from .sample_conv import SampleConvGeometry, sample_conv
 
 IntOrPair = Union[int, Tuple[int, int]]
@@ -345,6 +346,7 @@ class FDConv(nn.Conv2d):
             kernel_temp = math.sqrt(kernel_num * param_ratio)
         self.kernel_num = kernel_num
         self.param_ratio = param_ratio
+        self.frequency_order = frequency_order
         self.convert_param = convert_param
         self.keep_for_backward = keep_for_backward
         self.use_fbm = kernel_h in fbm_kernel_sizes or (use_fbm_for_stride and max(self.stride) > 1)
@@ -388,6 +390,10 @@ class FDConv(nn.Conv2d):
                 out_channels * kernel_h, in_channels * kernel_h, kernel_num, frequency_order
             ).to(self.weight.device),
             persistent=False,
+        )
+        # The groups as the ONNX export path's constant (read here: an export cannot).
+        self.export_group_index = compact_group_index(
+            self.frequency_groups, kernel_num, param_ratio
         )
         # Static helpers of the forward pass (plain attributes: nothing in the state dict).
         self.synthesis = KernelSynthesis(
@@ -509,6 +515,8 @@ class FDConv(nn.Conv2d):
             )
         if x.shape[0] == 0:
             return self._forward_empty(x)
+        if is_exporting():
+            return fdconv_forward(self, x)
         if torch.jit.is_tracing():
             return self.forward_as_specified(x)
         batch, _, height, width = x.shape
