@@ -15,10 +15,12 @@ from .config_export import (
     random_inputs,
 )
 from .onnx_export import (
+    EXPORTERS,
     OPSET,
     ExportError,
     check_onnx,
     export_onnx,
+    input_dims,
     max_relative_difference,
     onnxruntime_session,
     relative_differences,
@@ -36,6 +38,7 @@ from .wrappers import (
 
 __all__ = [
     'DEFAULT_TOLERANCE',
+    'EXPORTERS',
     'OPSET',
     'PARTS',
     'BackboneFeatures',
@@ -49,6 +52,7 @@ __all__ = [
     'export_onnx',
     'exportable_part',
     'image_inputs',
+    'input_dims',
     'max_relative_difference',
     'onnxruntime_session',
     'output_names',

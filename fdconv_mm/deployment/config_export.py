@@ -23,11 +23,13 @@ import torch
 from torch import Tensor, nn
 
 from .onnx_export import (
+    EXPORTERS,
     OPSET,
     ExportError,
     check_onnx,
     export_onnx,
     first_line,
+    input_dims,
     relative_differences,
     run_onnxruntime,
     torch_outputs,
@@ -225,6 +227,8 @@ def export_config(
     seed: int = 0,
     dynamic_hw: bool = False,
     check_shapes: Optional[Sequence[Sequence[int]]] = None,
+    exporter: str = 'dynamo',
+    optimize: bool = True,
 ) -> ExportReport:
     """Export a config's backbone or model to ONNX, check it and compare it with PyTorch.
 
@@ -248,6 +252,9 @@ def export_config(
             fixed) and compare at ``check_shapes`` too. Defaults to False.
         check_shapes (Sequence, optional): With ``dynamic_hw``, further (H, W) to compare
             at, on random inputs; None: ``(H + 32, W + 32)``. Defaults to None.
+        exporter (str): 'dynamo' or 'torchscript' (see :func:`~.onnx_export.export_onnx`).
+            Defaults to 'dynamo'.
+        optimize (bool): The dynamo exporter's graph optimization. Defaults to True.
 
     Returns:
         ExportReport: What was exported and the differences; ``passed`` says whether the
@@ -262,6 +269,10 @@ def export_config(
         raise ValueError(f'--batch must be a positive integer, got {batch}')
     if tolerance < 0:
         raise ValueError(f'--tolerance must be >= 0, got {tolerance}')
+    if exporter not in EXPORTERS:
+        raise ValueError(f"--exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if dynamic_hw and exporter != 'dynamo':
+        raise ValueError('--dynamic-hw needs --exporter dynamo (TorchScript traces fixed sizes)')
     if check_shapes and not dynamic_hw:
         raise ValueError('--check-shape needs --dynamic-hw (a fixed-shape file takes one size)')
     others = [parse_shape(s) for s in check_shapes or [(size[0] + 32, size[1] + 32)]]
@@ -273,8 +284,15 @@ def export_config(
     else:
         inputs = random_inputs(batch, size, seed)
         source = f'random normal, seed {seed}'
-    names = export_onnx(module, inputs, out, opset=opset, dynamic_hw=dynamic_hw)
+    names = export_onnx(module, inputs, out, opset, dynamic_hw, exporter, optimize)
     check_onnx(out)
+    if dynamic_hw and not all(isinstance(dim, str) for dim in input_dims(out)[2:]):
+        raise ExportError(
+            f'--dynamic-hw: the exporter fixed the input of {out} to {input_dims(out)}: '
+            'torch.export could not keep height and width dynamic through the model (its '
+            'shape guards hold at some sizes only); export without --dynamic-hw, at the '
+            'size it will run at'
+        )
     references = torch_outputs(module, inputs)
     outputs = run_onnxruntime(out, inputs)
     other_inputs = []

@@ -16,11 +16,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..layers.onnx_export import DEFAULT_OPSET
 from .wrappers import output_names
 
 PathLike = Union[str, Path]
 INPUT_NAME = 'inputs'
-OPSET = 18
+OPSET = DEFAULT_OPSET
+EXPORTERS = ('dynamo', 'torchscript')
 # The exporter colours its messages for terminals.
 ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;]*m')
 
@@ -41,44 +43,58 @@ def export_onnx(
     path: PathLike,
     opset: int = OPSET,
     dynamic_hw: bool = False,
+    exporter: str = 'dynamo',
+    optimize: bool = True,
 ) -> List[str]:
-    """Write ``module(inputs)`` as an ONNX file (weights inside it) with torch's exporter.
+    """Write ``module(inputs)`` as one ONNX file (weights inside it).
+
+    Runs :func:`fdconv_mm.layers.export_onnx` (``torch.onnx.export`` in eval mode without
+    autograd; every active FDConv takes its export path by itself), silently.
 
     Args:
-        module (nn.Module): In eval mode; ``(B, 3, H, W) -> tensor or tuple of tensors``.
+        module (nn.Module): ``(B, 3, H, W) -> tensor or tuple of tensors``.
         inputs (Tensor): An example input ``(B, 3, H, W)``; B is fixed in the file.
         path (str | Path): The ``.onnx`` file to write (its folder is created).
         opset (int): ONNX opset. Defaults to :data:`OPSET`.
-        dynamic_hw (bool): Leave height and width dynamic in the graph. Defaults to False.
+        dynamic_hw (bool): Leave height and width dynamic in the graph (needs
+            ``exporter='dynamo'``). Defaults to False.
+        exporter (str): One of :data:`EXPORTERS`: 'dynamo' (``torch.export``, torch's
+            default) or 'torchscript' (tracing, as mmdeploy). Defaults to 'dynamo'.
+        optimize (bool): Run the dynamo exporter's ONNX graph optimization (onnxscript's
+            constant folding and clean-up: most of the export time of an FDConv model;
+            ONNX Runtime optimizes the graph again when it loads it). Defaults to True.
 
     Returns:
         list[str]: The output names, in order.
 
     Raises:
+        ValueError: For an unknown exporter, or ``dynamic_hw`` with 'torchscript'.
         ExportError: If the exporter fails, with its first line.
     """
+    from ..layers import export_onnx as export_fdconv_model
+
+    if exporter not in EXPORTERS:
+        raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
+    if dynamic_hw and exporter != 'dynamo':
+        raise ValueError('--dynamic-hw needs --exporter dynamo (TorchScript traces fixed sizes)')
     names = list(output_names(module, len(torch_outputs(module, inputs))))
-    dynamic_shapes = None
-    if dynamic_hw:
-        dim = torch.export.Dim
-        dynamic_shapes = {INPUT_NAME: {2: dim('height', min=1), 3: dim('width', min=1)}}
+    options = dict(optimize=optimize) if exporter == 'dynamo' else {}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with torch.no_grad():
-            torch.onnx.export(
-                module,
-                (inputs,),
-                str(path),
-                input_names=[INPUT_NAME],
-                output_names=names,
-                opset_version=opset,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes=dynamic_shapes,
-                verbose=False,
-            )
-    except Exception as error:  # the exporter raises many types; keep its message
+        export_fdconv_model(
+            module,
+            (inputs,),
+            str(path),
+            dynamic_hw=dynamic_hw,
+            dynamo=exporter == 'dynamo',
+            opset_version=opset,
+            input_names=(INPUT_NAME,),
+            output_names=names,
+            verbose=False,
+            **options,
+        )
+    except Exception as error:  # the exporters raise many types; keep the message
         what = getattr(module, 'description', lambda: type(module).__name__)()
         raise ExportError(
             f'torch.onnx.export of {what} failed: {type(error).__name__}: {first_line(error)}'
@@ -91,6 +107,15 @@ def check_onnx(path: PathLike) -> None:
     import onnx
 
     onnx.checker.check_model(str(path), full_check=True)
+
+
+def input_dims(path: PathLike) -> List[Union[int, str]]:
+    """The first input's dimensions in the file: sizes, or names of dynamic ones."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    return [dim.dim_param or dim.dim_value for dim in dims]
 
 
 def onnxruntime_session(path: PathLike, threads: Optional[int] = None, spinning: bool = False):
@@ -106,6 +131,7 @@ def onnxruntime_session(path: PathLike, threads: Optional[int] = None, spinning:
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only: no warning per graph node it cannot fold
     if threads is not None:
         options.intra_op_num_threads = threads
     options.add_session_config_entry('session.intra_op.allow_spinning', '1' if spinning else '0')

@@ -109,6 +109,9 @@ def exportable_part(model: nn.Module, scope: str, part: str = 'model') -> nn.Mod
         part (str): 'backbone' (the backbone alone) or 'model' (a detector's backbone and
             neck features, a segmentor's logits). Defaults to 'model'.
 
+    Returns:
+        nn.Module: The wrapper, in the model's training or eval mode.
+
     Raises:
         ValueError: For an unknown ``part``, or a model whose forward cannot be exported
             whole (or that has no backbone), saying what to use instead.
@@ -116,20 +119,24 @@ def exportable_part(model: nn.Module, scope: str, part: str = 'model') -> nn.Mod
     if part not in PARTS:
         raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
     name = type(model).__name__
+    wrapper: nn.Module
     if part == 'backbone':
         backbone = getattr(model, 'backbone', None)
         if not isinstance(backbone, nn.Module):
             raise ValueError(f'--part backbone: the model {name} has no backbone')
-        return BackboneFeatures(backbone)
-    if scope == 'mmdet' and callable(getattr(model, 'extract_feat', None)):
-        return DetectorFeatures(model)
-    if scope == 'mmseg' and callable(getattr(model, 'encode_decode', None)):
-        return SegmentorLogits(model)
-    raise ValueError(
-        f'--part model: the model {name} (scope {scope!r}) cannot be exported whole: '
-        'exported are mmdet detectors (extract_feat: backbone and neck features) and mmseg '
-        'segmentors (encode_decode: logits); use --part backbone'
-    )
+        wrapper = BackboneFeatures(backbone)
+    elif scope == 'mmdet' and callable(getattr(model, 'extract_feat', None)):
+        wrapper = DetectorFeatures(model)
+    elif scope == 'mmseg' and callable(getattr(model, 'encode_decode', None)):
+        wrapper = SegmentorLogits(model)
+    else:
+        raise ValueError(
+            f'--part model: the model {name} (scope {scope!r}) cannot be exported whole: '
+            'exported are mmdet detectors (extract_feat: backbone and neck features) and mmseg '
+            'segmentors (encode_decode: logits); use --part backbone'
+        )
+    # A new module is in training mode: the exporter would restore the model to it.
+    return wrapper.train(model.training)
 
 
 def output_names(module: nn.Module, count: int) -> Sequence[str]:
