@@ -1,6 +1,7 @@
 """Time and memory of FDConv layers and models against their plain-conv baselines.
 
     python tools/benchmark.py --json work_dirs/benchmark.json     # `make bench`
+    python tools/benchmark.py --onnx    # ONNX Runtime inference of the demo backbone
 
 Prints Markdown tables (docs/benchmarks.md keeps them) and writes every number to --json.
 Measure on a quiet machine: the 1-minute load average is printed with the tables.
@@ -72,19 +73,59 @@ def parse_args() -> argparse.Namespace:
     part = parser.add_mutually_exclusive_group()
     part.add_argument('--layers-only', action='store_true', help='skip the models')
     part.add_argument('--models-only', action='store_true', help='skip the layers')
+    part.add_argument(
+        '--onnx',
+        action='store_true',
+        help="only ONNX Runtime (CPU) against PyTorch inference of the demo detector's "
+        'backbone, FDConv and plain convs (--image-size default 128, --infer-batch, '
+        '--repeat default 20, --warmup default 3, --threads)',
+    )
     return parser.parse_args()
 
 
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
     if os.getloadavg()[0] > 0.5:
         warnings.warn(
             f'1-minute load average {os.getloadavg()[0]:.2f}: the machine is busy, '
             'timings will be noisy',
             stacklevel=1,
         )
+    if args.onnx:
+        results = run_onnx(args)
+    else:
+        results = run_models_and_layers(args, resolve_device(args.device))
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, 'w') as file:
+            json.dump(results, file, indent=2)
+        print(f'Results written to {args.json}')
+
+
+def run_onnx(args: argparse.Namespace) -> dict:
+    """The ONNX Runtime benchmark (on the CPU: --device auto or cpu); prints its table."""
+    from fdconv_mm.benchmark.onnx_benchmark import (
+        ONNX_DEFAULTS,
+        format_onnx_report,
+        run_onnx_benchmark,
+    )
+
+    if args.device not in ('auto', 'cpu'):
+        raise SystemExit(f'benchmark.py: error: --onnx runs on the CPU, not --device {args.device}')
+    results = run_onnx_benchmark(
+        image_size=args.image_size or ONNX_DEFAULTS['image_size'],
+        batch=args.infer_batch,
+        repeat=args.repeat or ONNX_DEFAULTS['repeat'],
+        warmup=ONNX_DEFAULTS['warmup'] if args.warmup is None else args.warmup,
+        threads=args.threads,
+    )
+    print(format_onnx_report(results))
+    return results
+
+
+def run_models_and_layers(args: argparse.Namespace, device: torch.device) -> dict:
+    """The layer and model benchmarks; prints their tables."""
     results = run_suite(
         device,
         layers=not args.models_only,
@@ -103,11 +144,7 @@ def main() -> None:
         compile_models=args.compile,
     )
     print(format_report(results))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as file:
-            json.dump(results, file, indent=2)
-        print(f'Results written to {args.json}')
+    return results
 
 
 if __name__ == '__main__':
