@@ -3,14 +3,16 @@
 ``tools/benchmark.py --onnx``. Each variant's backbone (the demo Faster R-CNN's ResNet-18 at
 half width: with FDConv as configured, and the same config with ``conv_cfg=None``) is built
 with its weights as constructed, exported with :func:`fdconv_mm.deployment.export_onnx` at a
-fixed ``batch x 3 x S x S`` and run by an ONNX Runtime CPU session with ``threads`` intra-op
-threads; PyTorch's eager forward (no autograd) on the same input is timed beside it. All four
-steps run in alternating rounds (:func:`~.timing.measure_interleaved`): medians.
+fixed ``batch x 3 x S x S`` (timed once: *export s*) and run by an ONNX Runtime CPU session
+with ``threads`` intra-op threads; PyTorch's eager forward (no autograd) on the same input is
+timed beside it. All four steps run in alternating rounds
+(:func:`~.timing.measure_interleaved`): medians.
 
 Importing this module imports torch only; running it imports mmdet, onnx and onnxruntime.
 """
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -33,7 +35,7 @@ def prepare_variant(
 
     Returns:
         dict: ``module``, ``inputs``, ``session``, ``feed`` (what the timed steps use) and the
-        row's ``params_m``, ``onnx_mb``, ``max_relative_difference``.
+        row's ``params_m``, ``onnx_mb``, ``export_s``, ``max_relative_difference``.
     """
     from ..deployment import (
         BackboneFeatures,
@@ -48,7 +50,9 @@ def prepare_variant(
     model, _ = build_config_model(config, cfg_options=options or None)
     module = BackboneFeatures(model.backbone).eval()
     inputs = random_inputs(batch, (image_size, image_size))
+    start = time.perf_counter()
     export_onnx(module, inputs, out)
+    export_s = time.perf_counter() - start
     session = onnxruntime_session(out, threads)
     feed = {session.get_inputs()[0].name: inputs.numpy()}
     difference = max_relative_difference(session.run(None, feed), torch_outputs(module, inputs))
@@ -59,6 +63,7 @@ def prepare_variant(
         feed=feed,
         params_m=sum(p.numel() for p in module.parameters()) / 1e6,
         onnx_mb=out.stat().st_size / 2**20,
+        export_s=export_s,
         max_relative_difference=difference,
     )
 
@@ -86,7 +91,7 @@ def benchmark_onnx_backbones(
 
     Returns:
         dict: ``config``, ``image_size``, ``batch``, ``threads`` and ``rows``: per variant
-        ``variant``, ``params_m``, ``onnx_mb``, ``onnxruntime_ms``, ``torch_ms``,
+        ``variant``, ``params_m``, ``onnx_mb``, ``export_s``, ``onnxruntime_ms``, ``torch_ms``,
         ``max_relative_difference``; then ``onnxruntime_ms_ratio`` and ``torch_ms_ratio``
         (FDConv / baseline).
     """
@@ -114,6 +119,7 @@ def benchmark_onnx_backbones(
                 variant=name,
                 params_m=variant['params_m'],
                 onnx_mb=variant['onnx_mb'],
+                export_s=variant['export_s'],
                 onnxruntime_ms=timings[f'{name} onnxruntime'].median_ms,
                 torch_ms=timings[f'{name} torch'].median_ms,
                 max_relative_difference=variant['max_relative_difference'],
@@ -141,7 +147,7 @@ def _torch_forward(variant: Dict[str, Any]) -> None:
 def onnx_table(result: Dict[str, Any]) -> str:
     """Baseline and FDConv rows, then FDConv / baseline."""
     headers = [
-        'backbone', 'input', 'params M', 'ONNX MB', 'ONNX Runtime ms', 'PyTorch ms',
+        'backbone', 'input', 'params M', 'ONNX MB', 'export s', 'ONNX Runtime ms', 'PyTorch ms',
         'ORT / PyTorch', 'max rel. diff',
     ]  # fmt: skip
     shape = f"{result['batch']} x 3 x {result['image_size']}^2"
@@ -149,8 +155,8 @@ def onnx_table(result: Dict[str, Any]) -> str:
     for r in result['rows']:
         rows.append(
             [
-                r['variant'], shape, r['params_m'], r['onnx_mb'], r['onnxruntime_ms'],
-                r['torch_ms'], r['onnxruntime_ms'] / r['torch_ms'],
+                r['variant'], shape, r['params_m'], r['onnx_mb'], r['export_s'],
+                r['onnxruntime_ms'], r['torch_ms'], r['onnxruntime_ms'] / r['torch_ms'],
                 f"{r['max_relative_difference']:.1e}",
             ]
         )  # fmt: skip
@@ -158,7 +164,8 @@ def onnx_table(result: Dict[str, Any]) -> str:
     rows.append(
         [
             'FDConv / baseline', shape, fdconv['params_m'] / baseline['params_m'],
-            fdconv['onnx_mb'] / baseline['onnx_mb'], result['onnxruntime_ms_ratio'],
+            fdconv['onnx_mb'] / baseline['onnx_mb'], fdconv['export_s'] / baseline['export_s'],
+            result['onnxruntime_ms_ratio'],
             result['torch_ms_ratio'], '', '',
         ]
     )  # fmt: skip

@@ -14,9 +14,9 @@ TOOL = Path(__file__).parents[2] / 'tools' / 'benchmark.py'
 
 def fake_result():
     rows = [
-        dict(variant='baseline', params_m=2.5, onnx_mb=10.0, onnxruntime_ms=4.0,
+        dict(variant='baseline', params_m=2.5, onnx_mb=10.0, export_s=4.0, onnxruntime_ms=4.0,
              torch_ms=8.0, max_relative_difference=6e-7),
-        dict(variant='FDConv', params_m=5.0, onnx_mb=30.0, onnxruntime_ms=12.0,
+        dict(variant='FDConv', params_m=5.0, onnx_mb=30.0, export_s=40.0, onnxruntime_ms=12.0,
              torch_ms=20.0, max_relative_difference=2e-6),
     ]  # fmt: skip
     return dict(
@@ -29,17 +29,11 @@ def test_table_has_both_variants_and_their_ratios():
     lines = onnx_table(fake_result()).splitlines()
     assert lines[0].split('|')[1].strip() == 'backbone' and len(lines) == 5
     cells = [[cell.strip() for cell in line.split('|')[1:-1]] for line in lines[2:]]
-    assert cells[0][:1] + cells[0][2:] == [
-        'baseline',
-        '2.50',
-        '10.00',
-        '4.00',
-        '8.00',
-        '0.50',
-        '6.0e-07',
-    ]
-    assert cells[1][6:] == ['0.60', '2.0e-06']  # ONNX Runtime / PyTorch, difference
-    assert cells[2][0] == 'FDConv / baseline' and cells[2][2:6] == ['2.00', '3.00', '3.00', '2.50']
+    baseline = ['baseline', '2.50', '10.00', '4.00', '4.00', '8.00', '0.50', '6.0e-07']
+    assert cells[0][:1] + cells[0][2:] == baseline
+    assert cells[1][7:] == ['0.60', '2.0e-06']  # ONNX Runtime / PyTorch, difference
+    ratios = ['2.00', '3.00', '10.00', '3.00', '2.50']  # params, MB, export, ORT, PyTorch
+    assert cells[2][0] == 'FDConv / baseline' and cells[2][2:7] == ratios
     assert all(row[1] == '1 x 3 x 128^2' for row in cells)
 
 
