@@ -4,39 +4,51 @@ The training and inference paths use ``torch.fft`` on complex tensors, hand-writ
 autograd and shape-dependent Python (cached masks, ``.tolist()``), none of which the ONNX
 exporters take. Under an export (:func:`is_exporting`) FDConv runs :func:`fdconv_forward`
 instead: the same function (SPEC sections 3-6) built only from MatMul, Mul, Add,
-Reshape, Transpose, Gather, Cos/Sin of ``arange``, Conv and the attention heads' ops.
+Reshape, Transpose, Slice, Gather, Cos/Sin of ``arange``, Conv and the attention heads'
+ops.
 No complex tensor, no DFT op and no custom op appear, so the graph runs in any ONNX
 runtime (ONNX Runtime, TensorRT and OpenVINO have no complex types; TensorRT has no DFT),
 and both exporters take it: ``torch.onnx.export(..., dynamo=True)`` (torch 2.13's
 default) and the TorchScript-based ``dynamo=False`` (mmdeploy's).
 
-How each transform is built, and why:
+How each transform is built, and why (measured on 2 CPU cores; the figures are in
+docs and the final report of issue 11):
 
+* Complex numbers are real tensors with the real and imaginary parts stacked on a leading
+  axis of size 2 (``dft_weight``'s trailing pair is moved there by a transpose of the
+  weight, which ONNX Runtime folds at load). Multiplying by ``i`` or by a twiddle then
+  swaps two contiguous halves; with the parts as a trailing pair (tried first) that swap
+  is an element-wise strided copy, which took a fifth of the layer's ONNX Runtime time.
 * FDW (SPEC section 4), ``W_b = irfft2(S_b)`` of the ``(Cout*k, Cin*k)`` kernel matrix:
-  spectra are real tensors with the real and imaginary parts as a trailing pair, as
-  ``dft_weight`` stores them. ``irfft2`` is an inverse DFT along the rows and one along
-  the columns of the one-sided spectrum, each column weighted by 1 or 2 (the conjugate
-  columns it stands for) and the real part taken: exactly torch's ``c2r``. Each DFT is a
-  mixed-radix (Cooley-Tukey, four-step) transform: the length ``n`` splits into factors
-  of at most :data:`MAX_RADIX`, each factor a small dense DFT (one MatMul with a real
-  ``(2r, 2r)`` matrix) between twiddle products. Dense ``n x n`` DFT matrices would cost
-  ``n`` multiply-adds per element instead of the sum of the factors (1536 against 27 at
-  ``n = 1536``, ResNet's 512 -> 512 3x3 layers), and 16 MB each as constants at ResNet-50
-  sizes. The matrices and twiddles are built in the graph from ``arange`` (integer
-  phases ``j*k mod n``, then Cos/Sin): a few kB of constants per layer once folded.
-  The kernels are not expanded into per-group spatial bases (``K`` times the weights).
-* Frequency groups: each Fourier position's group, a shape-only constant, gathers the
-  group attention; it is stored as uint8 (int16 for ``K*P > 256``) and cast in the graph:
-  1/8 of ``dft_weight``'s size rather than as much again as int64.
+  an inverse DFT along the rows of the one-sided spectrum, then torch's ``c2r`` along
+  the columns (the DC and Nyquist imaginary parts dropped), for an even width as one
+  complex inverse DFT of half the width (:func:`irfft2_stacked`). Each DFT is a
+  mixed-radix (Cooley-Tukey, four-step) transform: the length splits into factors of at
+  most :data:`MAX_RADIX` (:func:`radix_plan`), each a small dense DFT (MatMuls with
+  ``cos`` and ``sin`` matrices) between twiddle products. A dense ``n x n`` DFT would
+  cost ``n`` multiply-adds per element instead of the sum of the factors (1536 against 80
+  at ``n = 1536``, a 512 -> 512 3x3 layer) and 16 MB per matrix at ResNet-50 sizes; radix
+  64 ran 1.4x faster than radix 16 (fewer passes) for about 0.1 MB of constants per
+  layer (numpy constants of the graph: no Cos/Sin nodes for the exporter to fold).
+  ONNX's DFT op was not used: ONNX Runtime 1.32 runs a naive ``O(n^2)`` DFT for lengths
+  that are not powers of two, as every 3x3 layer's ``n = 3 * 2^j`` (769 inverse DFTs of
+  length 1536: 251 ms, of length 2048: 59 ms), and TensorRT has none; the kernels are not expanded into per-group spatial bases either (``K`` times
+  the weights in the file).
+* Frequency groups: each Fourier position's group, a shape-only constant computed when
+  the layer is built (:func:`compact_group_index`), gathers the group attention; stored
+  as uint8 (int16 for ``K*P > 256``) and cast in the graph: 1/8 of ``dft_weight``'s size
+  rather than as much again as int64 (the TorchScript exporter's constant folding turns
+  it back into int64; the dynamo exporter folds only tensors under 8192 elements).
 * FBM (SPEC section 6): the low-pass masks are separable (``max(|fy|, |fx|) < t``) and
   symmetric in the frequency's sign, so each ``irfft2(rfft2(x) * M_i)`` is the real
-  projection ``E_H E_H^T x E_W E_W^T / (H*W)`` with ``E`` the kept frequencies' cosines and
-  sines. The bases are built in the graph from the map's size, the count of kept
-  frequencies being an integer expression of it (the float32 threshold is a dyadic
-  rational ``p / q``: ``f = v / n < p / q`` iff ``v * q < p * n``), so height and width
-  may stay dynamic; the masks are nested, so one forward projection onto the widest band
-  serves every band. The cost is ``O(H W (H + W))`` multiply-adds per channel, about that
-  of the layer's own 3x3 conv at detection sizes.
+  projection ``E_H E_H^T x E_W E_W^T`` with ``E`` the kept frequencies' cosines and sines
+  over ``sqrt(n)`` (:func:`lowpass_maps`). The bases are built in the graph from the
+  map's size, the count of kept frequencies being an integer expression of it
+  (:func:`lowpass_count`: the float32 comparison ``float32(v / n) < t`` is exactly
+  ``v / n < p / q`` for a dyadic ``p / q``), so height and width may stay dynamic; the
+  masks are nested, so one projection onto the widest band serves every band. The cost
+  is ``O(H W (H + W))`` multiply-adds per channel, against ``O(H W log(H W))`` for FFTs:
+  measured 1.3x torch's FFT-based FBM at 25 x 42, 1.5x at 50 x 84.
 
 Batch size is fixed at export: the per-sample kernels run as one grouped conv with
 ``groups = B``. Height and width may be dynamic (``dynamic_shapes``, dynamo exporter).
@@ -53,7 +65,7 @@ from torch import Tensor, nn
 
 from .frequency import matrix_to_kernel
 
-MAX_RADIX = 16
+MAX_RADIX = 64
 DEFAULT_OPSET = 18
 
 
@@ -71,29 +83,37 @@ def is_exporting() -> bool:
 # ---------------------------------------------------------------- complex as real pairs
 
 
+def _dtype_name(x: Tensor) -> str:
+    return str(x.dtype).replace('torch.', '')
+
+
 @lru_cache(maxsize=None)
-def _dft_matrix(n: int, sign: float, dtype: str) -> np.ndarray:
-    """Real ``(2n, 2n)`` matrix of the DFT ``X[k] = sum_j x[j] exp(sign 2 pi i jk / n)``
-    on flattened pairs: row ``2j + c`` (input part c), column ``2k + c'``."""
+def _dft_factors(n: int, sign: float, dtype: str) -> np.ndarray:
+    """``cos`` and ``sign * sin`` of ``2 pi jk / n``: (2, n, n), symmetric matrices."""
     phase = 2 * np.pi * (np.outer(np.arange(n), np.arange(n)) % n) / n
-    cos, sin = np.cos(phase), np.sin(phase) * sign
-    # [re_out, im_out] = [re cos - im sin, re sin + im cos]
-    block = np.stack((np.stack((cos, sin), -1), np.stack((-sin, cos), -1)), 1)
-    return block.reshape(2 * n, 2 * n).astype(dtype)
+    return np.stack((np.cos(phase), np.sin(phase) * sign)).astype(dtype)
 
 
 @lru_cache(maxsize=None)
 def _twiddles(n: int, radix: int, sign: float, dtype: str) -> np.ndarray:
-    """Twiddles ``w_n^(j2 k1)`` of one four-step level as two (n / radix, radix, 2) factors:
-    ``x * w = x * [cos, cos] + flip(x) * [-sin, sin]`` on real/imaginary pairs."""
-    phase = 2 * np.pi * (np.outer(np.arange(n // radix), np.arange(radix)) % n) / n
+    """Twiddles ``w_n^(k1 j2)`` of one four-step level, (2, 2, radix, n / radix), as the
+    two factors of ``x w = x [cos, cos] + flip(x) [-sin, sin]`` on stacked parts."""
+    phase = 2 * np.pi * (np.outer(np.arange(radix), np.arange(n // radix)) % n) / n
     cos, sin = np.cos(phase), np.sin(phase) * sign
-    return np.stack((np.stack((cos, cos), -1), np.stack((-sin, sin), -1))).astype(dtype)
+    return np.stack((np.stack((cos, cos)), np.stack((-sin, sin)))).astype(dtype)
 
 
-def _constant(array: np.ndarray, like: Tensor) -> Tensor:
-    """A shape-only constant of the graph (numpy: the exporters record it as data)."""
-    return torch.from_numpy(array).to(like.device)
+def _constant(array: np.ndarray, like: Tensor, dims: int = 0, after: int = 1) -> Tensor:
+    """A shape-only constant of the graph (numpy: the exporters record it as data), with
+    ``dims`` axes of size 1 inserted after its first ``after`` axes (for broadcasting)."""
+    tensor = torch.from_numpy(array).to(like.device)
+    shape = tensor.shape
+    return tensor.view(*shape[:after], *([1] * dims), *shape[after:])
+
+
+def _times_i(x: Tensor) -> Tensor:
+    """``i x`` for stacked parts (2, ...): ``(-im, re)``."""
+    return x.flip(0) * _constant(np.array([-1.0, 1.0], _dtype_name(x)), x, x.dim() - 1)
 
 
 @lru_cache(maxsize=None)
@@ -120,50 +140,57 @@ def radix_plan(n: int, max_radix: int = MAX_RADIX) -> Tuple[int, ...]:
     return tuple(sorted(factors, reverse=True)) or (1,)
 
 
-def complex_dft(x: Tensor, inverse: bool = False, real_part: bool = False) -> Tensor:
-    """Unnormalized DFT along dim -2 of ``x`` (..., n, 2) (trailing real/imaginary pair).
+def complex_dft(x: Tensor, inverse: bool = False) -> Tensor:
+    """Unnormalized DFT along dim -2 of ``x`` (2, ..., n, t): real and imaginary parts
+    stacked first, ``t`` trailing columns transformed alike.
 
     ``X[k] = sum_j x[j] exp(-+ 2 pi i jk / n)`` (``+`` if ``inverse``), as a mixed-radix
     transform of :func:`radix_plan`'s factors; float32 or float64.
-
-    Returns:
-        Tensor: (..., n, 2), or (..., n) with ``real_part`` (the last factor's matrix
-        then only computes the real parts).
     """
-    return _dft(x, radix_plan(int(x.shape[-2])), -1.0 + 2.0 * inverse, real_part)
+    return _dft(x, radix_plan(int(x.shape[-2])), -1.0 + 2.0 * inverse)
 
 
-def _dft(x: Tensor, plan: Tuple[int, ...], sign: float, real_part: bool) -> Tensor:
-    """Four-step DFT along dim -2 of (..., n, 2), ``n = prod(plan)``.
+def _dft(x: Tensor, plan: Tuple[int, ...], sign: float) -> Tensor:
+    """Four-step DFT along dim -2 of (2, ..., n, t), ``n = prod(plan)``.
 
     With ``j = M j1 + j2`` and ``k = k1 + r k2`` (``n = r M``):
-    ``X[k1 + r k2] = sum_j2 w_M^(j2 k2) w_n^(j2 k1) sum_j1 w_r^(j1 k1) x[M j1 + j2]``.
+    ``X[k1 + r k2] = sum_j2 w_M^(j2 k2) w_n^(j2 k1) sum_j1 w_r^(j1 k1) x[M j1 + j2]``:
+    the ``r``-point DFTs multiply from the left (no transpose), one transpose per level
+    puts ``k`` in order.
     """
-    *lead, n, _ = x.shape
-    n = int(n)  # a weight's size: static (a traced tensor under the TorchScript exporter)
-    dtype = str(x.dtype).replace('torch.', '')
+    *lead, n, columns = x.shape
+    n, columns = int(n), int(columns)  # weights' sizes: static (traced tensors in TorchScript)
+    dtype = _dtype_name(x)
     radix = plan[0]
     if len(plan) == 1:
-        matrix = _constant(_dft_matrix(n, sign, dtype), x)
-        if real_part:
-            return torch.matmul(x.reshape(*lead, 2 * n), matrix[:, 0::2])
-        return torch.matmul(x.reshape(*lead, 2 * n), matrix).view(*lead, n, 2)
+        cos, sin = _constant(_dft_factors(n, sign, dtype), x).unbind(0)
+        if columns == 1:  # one long GEMM, not many matrix-vector products
+            flat = x.squeeze(-1)
+            real, imag = torch.matmul(flat, cos), torch.matmul(flat, sin)
+            return (real + _times_i(imag)).unsqueeze(-1)
+        return torch.matmul(cos, x) + _times_i(torch.matmul(sin, x))
     rest = n // radix
-    x = x.reshape(*lead, radix, rest, 2).transpose(-3, -2)  # (..., j2, j1, 2)
-    x = _dft(x, (radix,), sign, False)  # (..., j2, k1, 2)
-    same, swapped = _constant(_twiddles(n, radix, sign, dtype), x).unbind(0)
-    x = x * same + x.flip(-1) * swapped
-    x = _dft(x.transpose(-3, -2), plan[1:], sign, real_part)  # (..., k1, k2[, 2])
-    if real_part:
-        return x.transpose(-2, -1).reshape(*lead, n)
-    return x.transpose(-3, -2).reshape(*lead, n, 2)
+    x = _dft(x.reshape(*lead, radix, rest * columns), (radix,), sign)  # (..., k1, j2 t)
+    same, swapped = _constant(_twiddles(n, radix, sign, dtype), x, len(lead) - 1, after=2).unbind(0)
+    x = x.view(*lead, radix, rest, columns)
+    x = x * same[..., None] + x.flip(0) * swapped[..., None]
+    x = _dft(x, plan[1:], sign)  # (..., k1, k2, t)
+    return x.transpose(-3, -2).reshape(*lead, n, columns)
 
 
-def irfft2_pairs(spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
-    """``torch.fft.irfft2`` of a one-sided spectrum given as real pairs.
+def irfft2_stacked(spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
+    """``torch.fft.irfft2`` of a one-sided spectrum with its parts stacked first.
+
+    The inverse DFT along the rows runs on the one-sided columns; the real inverse along
+    the columns (``c2r``) ignores the imaginary parts of the DC and Nyquist columns, as
+    torch's does. For an even width it is a complex inverse DFT of half the width: the
+    even and odd outputs are the real and imaginary parts of ``IDFT_{N/2}(E + i O)``,
+    ``E[v] = X[v] + X[v + N/2]``, ``O[v] = (X[v] - X[v + N/2]) exp(2 pi i v / N)``, with
+    ``X[v + N/2] = conj(X[N/2 - v])``. For an odd width the columns, doubled where they
+    stand for two, are zero-padded to the full width and the real part taken.
 
     Args:
-        spectrum (Tensor): (..., rows, cols // 2 + 1, 2), real and imaginary parts,
+        spectrum (Tensor): (2, ..., rows, cols // 2 + 1), real and imaginary parts,
             float32 or float64.
         size (tuple[int, int]): ``(rows, cols)``.
 
@@ -172,17 +199,27 @@ def irfft2_pairs(spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
     """
     rows, cols = size
     half = cols // 2 + 1
-    # The inverse along the rows, on the one-sided columns.
-    columns = complex_dft(spectrum.transpose(-3, -2), inverse=True).transpose(-3, -2)
-    # c2r: column v stands for v and cols - v (once for the DC and Nyquist columns); the
-    # imaginary parts of those two drop out of the real part taken at the end.
-    weight = np.full(half, 2.0 / (rows * cols))
-    weight[0] /= 2
-    if cols % 2 == 0:
-        weight[-1] /= 2
-    weight = _constant(weight.astype(str(spectrum.dtype).replace('torch.', '')), spectrum)
-    padded = F.pad(columns * weight[:, None], (0, 0, 0, cols - half))  # (..., rows, cols, 2)
-    return complex_dft(padded, inverse=True, real_part=True)
+    dtype = _dtype_name(spectrum)
+    columns = complex_dft(spectrum, inverse=True)
+    weight = np.full((2, half), 1.0 / (rows * cols))
+    weight[1, 0] = 0  # c2r ignores the imaginary parts of the DC and Nyquist columns
+    if cols % 2:
+        weight[:, 1:] *= 2  # each column stands for v and cols - v
+        columns = columns * _constant(weight.astype(dtype), columns, columns.dim() - 2)
+        padded = F.pad(columns, (0, cols - half))
+        return complex_dft(padded.unsqueeze(-1), inverse=True)[0, ..., 0]
+    weight[1, -1] = 0
+    columns = columns * _constant(weight.astype(dtype), columns, columns.dim() - 2)
+    lower = columns[..., :-1]  # X[v], v < N/2
+    conjugate = _constant(np.array([1.0, -1.0], dtype), columns, columns.dim() - 1)
+    upper = columns[..., 1:].flip(-1) * conjugate  # X[v + N/2] = conj(X[N/2 - v])
+    twiddles = _twiddles(cols, cols // 2, 1.0, dtype)[..., 1]
+    same, swapped = _constant(twiddles, columns, columns.dim() - 2, after=2).unbind(0)
+    odd = lower - upper
+    odd = odd * same + odd.flip(0) * swapped  # times exp(2 pi i v / N)
+    packed = (lower + upper + _times_i(odd)).unsqueeze(-1)
+    out = complex_dft(packed, inverse=True)[..., 0]  # (2, ..., rows, N/2): x[2j], x[2j+1]
+    return torch.stack((out[0], out[1]), dim=-1).reshape(*out.shape[1:-1], cols)
 
 
 # ----------------------------------------------------------------------- FDW kernels
@@ -223,15 +260,16 @@ def fourier_kernels(conv: nn.Module, group_attention: Optional[Tensor]) -> Tenso
     spectrum = conv.fourier_weight()
     spectrum = spectrum.to(torch.promote_types(spectrum.dtype, torch.float32))
     ratio, rows, half = spectrum.shape[:3]
-    size = conv.synthesis.matrix_size
+    # Parts first (2, P, rows, half): a transpose of the weight, which runtimes fold.
+    spectrum = spectrum.permute(3, 0, 1, 2)
     if group_attention is None:
-        mixed = spectrum.sum(0, keepdim=True) * conv.alpha
+        mixed = spectrum.sum(1, keepdim=True) * conv.alpha
     else:
         index = torch.from_numpy(conv.export_group_index).to(group_attention.device).long()
         attention = group_attention.to(spectrum.dtype) * conv.alpha
-        group_map = torch.index_select(attention, 1, index).view(-1, ratio, rows, half, 1)
-        mixed = (spectrum * group_map).sum(1)
-    return irfft2_pairs(mixed, size)
+        group_map = torch.index_select(attention, 1, index).view(-1, ratio, rows, half)
+        mixed = (spectrum[:, None] * group_map).sum(2)
+    return irfft2_stacked(mixed, conv.synthesis.matrix_size)
 
 
 # ------------------------------------------------------------------------------- FBM

@@ -57,11 +57,13 @@ def make_layer(name: str) -> tuple:
     return conv, torch.randn(input_shape)
 
 
-def randomize_attentions(model: nn.Module, seed: int = 0) -> nn.Module:
+def randomize_attentions(model: nn.Module, seed: int = 0, scale: float = 0.5) -> nn.Module:
     """Give every active FDConv's KSM and FBM random parameters and BatchNorm statistics.
 
     The neutral init makes every attention about 1 (and FBM about the identity), which a
     wrong export of them would match; the spectral weight and the bias keep their values.
+    A deep stack of layers needs a smaller ``scale``: with 0.5 the demo ResNet-18 turns
+    so ill-conditioned that PyTorch's own float32 paths differ by 7e-5 (4e-5 from float64).
     """
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -71,7 +73,7 @@ def randomize_attentions(model: nn.Module, seed: int = 0) -> nn.Module:
             for name, param in module.named_parameters():
                 if name in ('dft_weight', 'weight', 'bias'):
                     continue
-                noise = torch.randn(param.shape, generator=generator) * 0.5
+                noise = torch.randn(param.shape, generator=generator) * scale
                 param.copy_(noise + (1.0 if name.endswith(('norm.weight', 'bn.weight')) else 0))
             bn = module.KSM_Global.bn
             bn.running_mean.copy_(torch.randn(bn.running_mean.shape, generator=generator) * 0.1)
@@ -106,24 +108,25 @@ def run_onnx() -> Callable[[Path], Callable[[Tensor], list]]:
 
 
 @pytest.mark.parametrize('n', [1, 2, 5, 12, 17, 24, 96, 134, 768])
+@pytest.mark.parametrize('columns', [1, 3])
 @pytest.mark.parametrize('inverse', [False, True])
-def test_complex_dft_matches_fft(n: int, inverse: bool) -> None:
-    x = torch.randn(3, n, 2, dtype=torch.float64)
-    signal = torch.view_as_complex(x)
-    expected = torch.fft.ifft(signal) * n if inverse else torch.fft.fft(signal)
+def test_complex_dft_matches_fft(n: int, columns: int, inverse: bool) -> None:
+    x = torch.randn(2, 3, n, columns, dtype=torch.float64)
+    signal = torch.complex(x[0], x[1])
+    expected = torch.fft.ifft(signal, dim=-2) * n if inverse else torch.fft.fft(signal, dim=-2)
     got = ox.complex_dft(x, inverse=inverse)
-    torch.testing.assert_close(got, torch.view_as_real(expected), rtol=0, atol=1e-12 * n)
+    torch.testing.assert_close(torch.complex(got[0], got[1]), expected, rtol=0, atol=1e-12 * n)
     plan = ox.radix_plan(n)
     assert int(np.prod(plan)) == n
     assert all(r <= ox.MAX_RADIX or all(r % p for p in range(2, r)) for r in plan), plan
 
 
-@pytest.mark.parametrize('size', [(1, 1), (6, 6), (5, 7), (96, 72), (48, 97)])
-def test_irfft2_pairs_matches_torch(size: tuple) -> None:
+@pytest.mark.parametrize('size', [(1, 1), (3, 1), (4, 2), (6, 6), (5, 7), (96, 72), (48, 97)])
+def test_irfft2_stacked_matches_torch(size: tuple) -> None:
     rows, cols = size
-    spectrum = torch.randn(2, rows, cols // 2 + 1, 2, dtype=torch.float64)
-    expected = torch.fft.irfft2(torch.view_as_complex(spectrum), s=size)
-    torch.testing.assert_close(ox.irfft2_pairs(spectrum, size), expected, rtol=0, atol=1e-13)
+    spectrum = torch.randn(2, 2, rows, cols // 2 + 1, dtype=torch.float64)
+    expected = torch.fft.irfft2(torch.complex(spectrum[0], spectrum[1]), s=size)
+    torch.testing.assert_close(ox.irfft2_stacked(spectrum, size), expected, rtol=0, atol=1e-13)
 
 
 def test_lowpass_counts_match_the_float32_masks() -> None:
@@ -229,7 +232,7 @@ def test_resnet18_demo_backbone_onnx(tmp_path, run_onnx) -> None:
 
     config = Config.fromfile('configs/demo/faster-rcnn_r18-fdconv_fpn_demo-shapes.py')
     torch.manual_seed(0)
-    backbone = randomize_attentions(MODELS.build(config.model.backbone)).eval()
+    backbone = randomize_attentions(MODELS.build(config.model.backbone), scale=0.2).eval()
     x = torch.randn(1, 3, 64, 48)
     path = tmp_path / 'backbone.onnx'
     export_onnx(backbone, (x,), path)
@@ -250,7 +253,7 @@ def test_swin_fdconv_onnx(tmp_path, run_onnx) -> None:
         out_indices=(0, 1),
         conv_cfg=dict(type='FDConv', kernel_num=8),
     )
-    swin = randomize_attentions(swin).eval()
+    swin = randomize_attentions(swin, scale=0.2).eval()
     x = torch.randn(1, 3, 64, 64)
     path = tmp_path / 'swin.onnx'
     export_onnx(swin, (x,), path)
