@@ -32,8 +32,8 @@ docs and the final report of issue 11):
   layer (numpy constants of the graph: no Cos/Sin nodes for the exporter to fold).
   ONNX's DFT op was not used: ONNX Runtime 1.32 runs a naive ``O(n^2)`` DFT for lengths
   that are not powers of two, as every 3x3 layer's ``n = 3 * 2^j`` (769 inverse DFTs of
-  length 1536: 251 ms, of length 2048: 59 ms), and TensorRT has none; the kernels are not expanded into per-group spatial bases either (``K`` times
-  the weights in the file).
+  length 1536: 251 ms, of length 2048: 59 ms), and TensorRT has none. Nor are the
+  kernels expanded into per-group spatial bases (``K`` times the weights in the file).
 * Frequency groups: each Fourier position's group, a shape-only constant computed when
   the layer is built (:func:`compact_group_index`), gathers the group attention; stored
   as uint8 (int16 for ``K*P > 256``) and cast in the graph: 1/8 of ``dft_weight``'s size
