@@ -15,6 +15,7 @@ What ``tools/deployment/export_onnx.py`` runs (:func:`export_config`):
    (:func:`~.onnx_export.relative_differences`).
 """
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -58,6 +59,7 @@ class ExportReport:
         dynamic_hw (bool): Whether height and width are dynamic in the file.
         other_inputs (list[tuple]): With dynamic height and width, per further input
             (random, another size) its shape and its per-output differences.
+        export_s (float): Seconds the export took.
     """
 
     path: Path
@@ -72,6 +74,7 @@ class ExportReport:
     header: List[str] = field(default_factory=list)
     dynamic_hw: bool = False
     other_inputs: List[Tuple[Tuple[int, ...], List[float]]] = field(default_factory=list)
+    export_s: float = 0.0
 
     @property
     def max_difference(self) -> float:
@@ -87,7 +90,8 @@ class ExportReport:
         lines = list(self.header)
         sizes = 'batch fixed, height and width dynamic' if self.dynamic_hw else 'fixed shape'
         lines += [
-            f'Exported (--part {self.part}): {self.exported} -> {self.path} ({sizes})',
+            f'Exported (--part {self.part}): {self.exported} -> {self.path} ({sizes}, '
+            f'{self.export_s:.1f} s)',
             f'Input: {self.input_shape} ({self.input_source}); onnx.checker: passed',
             'ONNX Runtime (CPU) against PyTorch, max|onnx - torch| / max|torch| per output:',
         ]
@@ -228,7 +232,7 @@ def export_config(
     dynamic_hw: bool = False,
     check_shapes: Optional[Sequence[Sequence[int]]] = None,
     exporter: str = 'dynamo',
-    optimize: bool = True,
+    optimize: bool = False,
 ) -> ExportReport:
     """Export a config's backbone or model to ONNX, check it and compare it with PyTorch.
 
@@ -254,7 +258,7 @@ def export_config(
             at, on random inputs; None: ``(H + 32, W + 32)``. Defaults to None.
         exporter (str): 'dynamo' or 'torchscript' (see :func:`~.onnx_export.export_onnx`).
             Defaults to 'dynamo'.
-        optimize (bool): The dynamo exporter's graph optimization. Defaults to True.
+        optimize (bool): The dynamo exporter's graph optimization. Defaults to False.
 
     Returns:
         ExportReport: What was exported and the differences; ``passed`` says whether the
@@ -284,7 +288,9 @@ def export_config(
     else:
         inputs = random_inputs(batch, size, seed)
         source = f'random normal, seed {seed}'
+    start = time.perf_counter()
     names = export_onnx(module, inputs, out, opset, dynamic_hw, exporter, optimize)
+    export_s = time.perf_counter() - start
     check_onnx(out)
     if dynamic_hw and not all(isinstance(dim, str) for dim in input_dims(out)[2:]):
         raise ExportError(
@@ -321,6 +327,7 @@ def export_config(
         tolerance=tolerance,
         dynamic_hw=dynamic_hw,
         other_inputs=other_inputs,
+        export_s=export_s,
         header=[
             f'Config: {config}',
             f'Checkpoint: {checkpoint or "none (weights as constructed)"}',
