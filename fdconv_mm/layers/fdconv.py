@@ -13,7 +13,8 @@ attentions come from autograd as usual; the per-sample kernels (``kernel_synthes
 the FBM-modulated input (``fbm``) are built inside one autograd function
 (``sample_conv``) that keeps neither for the backward pass and rebuilds both there, with
 hand-written gradients. ``forward_as_specified`` is the specification operator by
-operator; ``torch.jit.trace`` records it.
+operator; ``torch.jit.trace`` records it. Under an ONNX export the layer runs
+``onnx_export.fdconv_forward``, the same function in real arithmetic and plain ONNX ops.
 """
 
 import difflib

@@ -41,6 +41,11 @@ LAYERS: Dict[str, Any] = {
         dict(padding=2, dilation=2, param_ratio=2, kernel_num=5),
         (1, 24, 10, 12),
     ),
+    'k3-convert-param-false': (
+        (24, 32, 3),
+        dict(padding=1, convert_param=False, param_ratio=2, kernel_num=6),
+        (2, 24, 7, 9),
+    ),
     'k3-one-group-no-local': (
         (20, 24, 3),
         dict(padding=1, kernel_num=1, use_ksm_local=False),
