@@ -457,7 +457,9 @@ def export_onnx(
         args (tuple): Example inputs; ``args[0]`` is the image batch (B, C, H, W).
         f (str | PathLike): The ``.onnx`` file, written with its weights inside.
         dynamic_hw (bool): Export height and width of ``args[0]`` as dynamic
-            (dynamo exporter only). Defaults to False.
+            (dynamo exporter only), over the range the model's code allows (the demo
+            ResNet-18 backbone: 33 pixels and more, its last FBM map then at least
+            2 x 2). Defaults to False.
         dynamo (bool): The exporter: True (torch's default, ``torch.export``) or False
             (TorchScript tracing, as mmdeploy). Defaults to True.
         opset_version (int): ONNX opset. Defaults to 18.
@@ -488,9 +490,10 @@ def export_onnx(
         # demo ResNet-18) for a 5 % smaller file; ONNX Runtime optimizes at load anyway.
         options.update(optimize=False)
     if dynamo and dynamic_hw:
-        height = torch.export.Dim('height', min=2)
-        width = torch.export.Dim('width', min=2)
-        options.update(dynamic_shapes=({2: height, 3: width}, *([None] * (len(args) - 1))))
+        # DYNAMIC, not a named Dim: the model's own guards narrow the range (e.g. a
+        # 1-pixel map refused) instead of failing the export or making it static.
+        sizes = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+        options.update(dynamic_shapes=(sizes, *([None] * (len(args) - 1))))
     options.update(kwargs)
     training = model.training
     model.eval()
