@@ -240,8 +240,8 @@ def test_report_says_when_only_the_export_size_is_right():
 
 
 def test_dynamic_height_and_width_are_checked_at_other_sizes(tool, tmp_path, capsys, monkeypatch):
-    # Plain convs: the demo detector with FDConv does not keep its sizes dynamic yet
-    # (docs/deployment.md); its refusal is the second half of this test.
+    # Plain convs: an FDConv detector's dynamic export takes minutes (docs/deployment.md);
+    # a file whose sizes the exporter fixed is refused (the second half).
     out = tmp_path / 'dynamic.onnx'
     argv = [DET_CONFIG, '--shape', '64', '64', '--out', str(out), '--dynamic-hw',
             '--check-shape', '96', '32', '--cfg-options', *PLAIN]  # fmt: skip
