@@ -219,7 +219,7 @@ def irfft2_stacked(spectrum: Tensor, size: Tuple[int, int]) -> Tensor:
     odd = odd * same + odd.flip(0) * swapped  # times exp(2 pi i v / N)
     packed = (lower + upper + _times_i(odd)).unsqueeze(-1)
     out = complex_dft(packed, inverse=True)[..., 0]  # (2, ..., rows, N/2): x[2j], x[2j+1]
-    return torch.stack((out[0], out[1]), dim=-1).reshape(*out.shape[1:-1], cols)
+    return out.movedim(0, -1).reshape(*out.shape[1:-1], cols)
 
 
 def rfft2_stacked(matrix: Tensor) -> Tensor:
