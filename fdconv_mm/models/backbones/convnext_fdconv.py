@@ -21,6 +21,7 @@ instead of ``weight`` and ``bias``. The depth-wise conv, the stem and the downsa
 plain: FDConv's own rules (``use_fdconv_if_k_in=(1, 3)``, ``groups == 1``) leave them out.
 """
 
+from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -31,8 +32,13 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule, ModuleList, Sequential
 from torch import Tensor, nn
 
-from ...layers import FDConv, kernel_to_spectrum
-from .fdconv_backbone import FDConvBackboneMixin, fdconv_linear_like, rebuild_conv
+from ...layers import FDConv
+from .fdconv_backbone import (
+    FDConvBackboneMixin,
+    fdconv_linear_like,
+    init_spectrum_as_spatial,
+    rebuild_conv,
+)
 
 ARCH_SETTINGS: Dict[str, Dict[str, List[int]]] = {
     'atto': dict(depths=[2, 2, 6, 2], channels=[40, 80, 160, 320]),
@@ -338,13 +344,7 @@ class ConvNeXtFDConv(FDConvBackboneMixin, BaseModule):
         if self.default_init and not self._is_init:
             for module in self.modules():
                 if isinstance(module, FDConv) and module.fdconv_active and module.convert_param:
-                    weight = torch.empty(
-                        module.out_channels, module.in_channels, *module.kernel_size
-                    )
-                    nn.init.trunc_normal_(weight, std=0.02)
-                    spectrum = kernel_to_spectrum(weight, module.param_ratio)
-                    with torch.no_grad():
-                        module.dft_weight.copy_(spectrum)
+                    init_spectrum_as_spatial(module, partial(nn.init.trunc_normal_, std=0.02))
         super().init_weights()
 
     def forward(self, x: Tensor) -> tuple:
@@ -363,11 +363,8 @@ class ConvNeXtFDConv(FDConvBackboneMixin, BaseModule):
 
     def _freeze_stages(self) -> None:
         for i in range(self.frozen_stages):
-            for frozen in (self.downsample_layers[i], self.stages[i]):
-                frozen.eval()
-                for param in frozen.parameters():
-                    param.requires_grad = False
-                self._keep_attention_trainable(frozen)
+            self._freeze(self.downsample_layers[i])
+            self._freeze(self.stages[i])
 
     def train(self, mode: bool = True) -> 'ConvNeXtFDConv':
         """``nn.Module.train``, then the frozen stages back to eval mode."""

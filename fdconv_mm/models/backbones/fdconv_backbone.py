@@ -15,7 +15,7 @@ from mmcv.cnn import build_conv_layer
 from mmengine.logging import MMLogger
 from torch import Tensor, nn
 
-from ...layers import FDConv, FDConvLinear
+from ...layers import FDConv, FDConvLinear, kernel_to_spectrum
 
 
 def rebuild_conv(conv: nn.Conv2d, conv_cfg: Mapping[str, Any]) -> nn.Module:
@@ -101,6 +101,19 @@ def spatial_fdconv_weights(
     return keys
 
 
+def init_spectrum_as_spatial(conv: FDConv, init: Callable[[Tensor], Any]) -> None:
+    """Set ``conv.dft_weight`` to the spectrum of a spatial kernel drawn by ``init``.
+
+    For a backbone's default init: mmengine's initializers reach ``weight``, which an active
+    FDConv does not have. ``init`` fills a ``(Cout, Cin, k, k)`` tensor in place, e.g.
+    ``partial(nn.init.trunc_normal_, std=0.02)``.
+    """
+    weight = conv.dft_weight.new_empty(conv.out_channels, conv.in_channels, *conv.kernel_size)
+    init(weight)
+    with torch.no_grad():
+        conv.dft_weight.copy_(kernel_to_spectrum(weight, conv.param_ratio))
+
+
 def lean_frozen_norms(frozen: nn.Module) -> None:
     """Make the plain ``nn.BatchNorm2d`` modules of ``frozen`` :class:`FrozenStageBatchNorm2d`."""
     for module in frozen.modules():
@@ -129,6 +142,13 @@ class FDConvBackboneMixin:
         ``nn.Module.train`` does (mmdet's and mmseg's ResNet and Swin return None)."""
         super().train(mode)  # type: ignore[misc]
         return self
+
+    def _freeze(self, frozen: nn.Module) -> None:
+        """Eval mode and no gradients for ``frozen``, but for its ``need_grad_list`` parameters."""
+        frozen.eval()
+        for param in frozen.parameters():
+            param.requires_grad = False
+        self._keep_attention_trainable(frozen)
 
     def _keep_attention_trainable(self, frozen: nn.Module) -> None:
         """Re-enable the parameters of ``frozen`` whose name holds a ``need_grad_list`` entry."""

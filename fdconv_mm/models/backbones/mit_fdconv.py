@@ -10,13 +10,14 @@ and ``KSM_Local.*`` instead of ``weight`` and ``bias``; every other key is the b
 """
 
 import math
+from functools import partial
 from typing import Any, Dict, Optional, Sequence
 
-import torch
 from mmseg.models.backbones import MixVisionTransformer
+from torch import nn
 
-from ...layers import FDConv, kernel_to_spectrum
-from .fdconv_backbone import FDConvBackboneMixin, rebuild_conv
+from ...layers import FDConv
+from .fdconv_backbone import FDConvBackboneMixin, init_spectrum_as_spatial, rebuild_conv
 
 # Indices of the pointwise convs in mmseg's MixFFN.layers
 # (fc1, pe_conv, activation, dropout, fc2, dropout).
@@ -115,15 +116,12 @@ class MixVisionTransformerFDConv(FDConvBackboneMixin, MixVisionTransformer):
             if isinstance(module, FDConv) and module.fdconv_active:
                 module.init_weights()
                 if module.convert_param:
-                    module.dft_weight.data.copy_(mit_spectral_init(module))
+                    std = math.sqrt(2.0 / (math.prod(module.kernel_size) * module.out_channels))
+                    init_spectrum_as_spatial(module, partial(nn.init.normal_, mean=0.0, std=std))
 
     def _freeze_stages(self) -> None:
         for index in range(max(self.frozen_stages, 0)):
-            stage = self.layers[index]
-            stage.eval()
-            for param in stage.parameters():
-                param.requires_grad = False
-            self._keep_attention_trainable(stage)
+            self._freeze(self.layers[index])
 
     def train(self, mode: bool = True) -> 'MixVisionTransformerFDConv':
         """``nn.Module.train``, keeping frozen stages in eval mode."""
@@ -131,17 +129,3 @@ class MixVisionTransformerFDConv(FDConvBackboneMixin, MixVisionTransformer):
         if mode:
             self._freeze_stages()
         return self
-
-
-def mit_spectral_init(conv: FDConv) -> torch.Tensor:
-    """``dft_weight`` of a kernel drawn as MiT inits a conv, ``N(0, 2 / fan_out)``.
-
-    Returns: (P, Cout*k, Cin*k // 2 + 1, 2), in the dtype and on the device of ``conv``.
-    """
-    spectrum = conv.dft_weight
-    height, width = conv.kernel_size
-    std = math.sqrt(2.0 / (height * width * conv.out_channels))
-    weight = torch.empty(
-        conv.out_channels, conv.in_channels, height, width, device=spectrum.device
-    ).normal_(0, std)
-    return kernel_to_spectrum(weight, conv.param_ratio).to(spectrum.dtype)
