@@ -18,9 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from fdconv_mm.converters import MODEL_TYPES, convert_imagenet_checkpoint
+from fdconv_mm.converters import (
+    MODEL_TYPES,
+    CheckpointFileError,
+    convert_imagenet_checkpoint,
+    load_checkpoint_file,
+)
 from fdconv_mm.engine import atomic_torch_save
 from fdconv_mm.version import __version__
 
@@ -70,14 +73,9 @@ def main(argv=None) -> int:
     if args.save_path.exists() and not args.force:
         sys.exit(f'error: {args.save_path} exists; pass --force to overwrite it')
     try:
-        checkpoint = torch.load(
-            args.weight_path, map_location='cpu', weights_only=not args.unsafe_load
-        )
-    except Exception as error:  # noqa: BLE001 - report any unpickling failure plainly
-        sys.exit(
-            f'error: cannot load {args.weight_path}: {error}\n(if the file holds '
-            'objects besides tensors and you trust it, pass --unsafe-load)'
-        )
+        checkpoint = load_checkpoint_file(args.weight_path, args.unsafe_load)
+    except CheckpointFileError as error:
+        sys.exit(f'error: {error}')
     conv_cfg = dict(
         param_ratio=args.param_ratio,
         use_fdconv_if_c_gt=args.use_fdconv_if_c_gt,

@@ -1,5 +1,6 @@
 """Convert plain (ImageNet) checkpoints into FDConv checkpoints."""
 
+from .checkpoint_file import CheckpointFileError, load_checkpoint_file
 from .checkpoint_layouts import (
     LAYOUTS,
     convnext_layout,
@@ -13,11 +14,13 @@ from .imagenet import ConversionSummary, convert_imagenet_checkpoint
 
 __all__ = [
     'LAYOUTS',
+    'CheckpointFileError',
     'MODEL_TYPES',
     'ConversionSummary',
     'convert',
     'convert_imagenet_checkpoint',
     'convnext_layout',
+    'load_checkpoint_file',
     'resnet_layout',
     'swin_layout',
     'unwrap_checkpoint',
