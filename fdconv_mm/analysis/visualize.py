@@ -130,19 +130,6 @@ def model_input(cfg: Config, model: nn.Module, image_path: PathLike) -> Tuple[Te
     return inputs, picture
 
 
-def write_demo_image(path: PathLike, seed: int = 0) -> Path:
-    """A 128 x 128 synthetic shapes image (the demo data's kind), as a PNG."""
-    from PIL import Image
-
-    from ..demo.synthetic_shapes import render_sample
-
-    image, _ = render_sample(np.random.default_rng(seed), 128)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
-    return path
-
-
 def load_weights(model: nn.Module, checkpoint: PathLike) -> None:
     """Load an mmengine checkpoint (or a bare state dict) into ``model``.
 
@@ -380,7 +367,8 @@ def visualize_config(
     config: str,
     out_dir: PathLike,
     checkpoint: Optional[PathLike] = None,
-    image: Optional[PathLike] = None,
+    *,
+    image: PathLike,
     layers: Optional[Sequence[str]] = None,
     cfg_options: Optional[Dict[str, Any]] = None,
     grid: int = DEFAULT_GRID,
@@ -394,8 +382,8 @@ def visualize_config(
         out_dir (str | Path): Where the PNGs, ``index.md`` and ``index.html`` go.
         checkpoint (str | Path, optional): Weights to load; None keeps the weights as
             constructed (random kernels, neutral attentions). Defaults to None.
-        image (str | Path, optional): The image; None writes a synthetic shapes image to
-            ``out_dir/input.png`` and uses it. Defaults to None.
+        image (str | Path): The image (``fdconv_mm.demo.write_demo_image`` writes one of
+            the demo data's kind).
         layers (Sequence[str], optional): Layers for the per-layer figures, names or
             ``fnmatch`` patterns; None: one per stage
             (:func:`~.inspection.default_layer_names`). Defaults to None.
@@ -419,8 +407,6 @@ def visualize_config(
     if not active:
         raise ValueError(f'{config} builds a model without active FDConv layers')
     chosen = select_layer_names(active, layers)
-    if image is None:
-        image = write_demo_image(out_dir / 'input.png', seed)
     inputs, picture = model_input(cfg, model, image)
     with torch.no_grad(), record_attentions(model) as records:
         with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):

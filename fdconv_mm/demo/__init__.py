@@ -11,6 +11,7 @@ from .synthetic_shapes import (
     is_demo_dataset_complete,
     render_sample,
     semantic_map,
+    write_demo_image,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     'read_scalars',
     'render_sample',
     'semantic_map',
+    'write_demo_image',
 ]

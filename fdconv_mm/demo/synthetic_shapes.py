@@ -261,6 +261,27 @@ def render_sample(
     return image, instances
 
 
+def write_demo_image(path: Union[str, Path], seed: int = 0, image_size: int = 128) -> Path:
+    """Write one image of the demo data's kind (:func:`render_sample`) as a PNG.
+
+    The input the FDConv figures are drawn on when no image is given
+    (``tools/analysis_tools/visualize_fdconv.py``).
+
+    Args:
+        path (str | Path): The PNG to write; its folder is created.
+        seed (int): Seed of the image. Defaults to 0.
+        image_size (int): Side of the square image in pixels. Defaults to 128.
+
+    Returns:
+        Path: ``path``.
+    """
+    image, _ = render_sample(np.random.default_rng(seed), image_size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
 def semantic_map(instances: List[ShapeInstance], image_size: int) -> np.ndarray:
     """Semantic label map of an image: ``label + 1`` on each shape, 0 on the background.
 

@@ -11,6 +11,7 @@ from PIL import Image
 
 from fdconv_mm.analysis.model_from_config import build_model, read_config
 from fdconv_mm.analysis.visualize import Section, model_input, visualize_config, write_index
+from fdconv_mm.demo import write_demo_image
 
 REPO = Path(__file__).resolve().parents[2]
 DET_CONFIG = str(REPO / 'configs/demo/faster-rcnn_r18-fdconv_fpn_demo-shapes.py')
@@ -49,11 +50,11 @@ def randomized_checkpoint(path, config, seed=1):
 
 @pytest.mark.slow
 def test_demo_config_without_checkpoint_writes_every_figure_and_the_index(tmp_path):
-    result = visualize_config(DET_CONFIG, tmp_path)
+    image = write_demo_image(tmp_path / 'input.png')
+    result = visualize_config(DET_CONFIG, tmp_path, image=image)
     pngs = expected_figures(tmp_path, DEMO_LAYERS)
     assert result.figures == pngs
     assert_index_shows(result, pngs)
-    assert (tmp_path / 'input.png').is_file(), 'the synthetic image it used'
     assert 'none (weights as constructed)' in result.index_md.read_text()
     for summary in result.attentions.values():  # as constructed: neutral attentions
         assert summary['group'][1] < 1e-4 and abs(summary['local'][0] - 1) < 1e-4
@@ -67,7 +68,7 @@ def test_a_checkpoint_and_an_image_are_used(tmp_path):
     image = tmp_path / 'photo.png'
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (96, 80, 3), np.uint8)).save(image)
     layers = ['backbone.layer3.0.conv1']
-    result = visualize_config(DET_CONFIG, tmp_path / 'out', checkpoint, image, layers)
+    result = visualize_config(DET_CONFIG, tmp_path / 'out', checkpoint, image=image, layers=layers)
     assert result.figures == expected_figures(tmp_path / 'out', layers)
     assert not (tmp_path / 'out' / 'input.png').exists()
     text = result.index_md.read_text()
@@ -80,7 +81,7 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     checkpoint = tmp_path / 'other.pth'
     torch.save(dict(state_dict={'head.weight': torch.zeros(2)}), checkpoint)
     with pytest.raises(ValueError, match='holds no weight for 16 FDConv layer'):
-        visualize_config(DET_CONFIG, tmp_path, checkpoint)
+        visualize_config(DET_CONFIG, tmp_path, checkpoint, image=tmp_path / 'not_read.png')
 
 
 def test_model_input_is_the_image_as_the_model_sees_it(tmp_path):
@@ -106,7 +107,8 @@ def test_a_pipeline_step_needing_annotations_falls_back_to_the_image_itself(tmp_
 @pytest.mark.slow
 def test_segmentation_config(tmp_path):
     layers = ['backbone.layer4.1.conv2']
-    result = visualize_config(SEG_CONFIG, tmp_path, layers=layers)
+    image = write_demo_image(tmp_path / 'input.png')
+    result = visualize_config(SEG_CONFIG, tmp_path, image=image, layers=layers)
     assert_index_shows(result, expected_figures(tmp_path, layers))
 
 
@@ -114,7 +116,10 @@ def test_segmentation_config(tmp_path):
 def test_swin_config_draws_no_spatial_figures_for_its_1x1_layers(tmp_path):
     options = {'model.backbone.depths': [1, 1, 1, 1], 'model.backbone.init_cfg': None}
     layers = ['backbone.stages.0.blocks.0.ffn.layers.*']
-    result = visualize_config(SWIN_CONFIG, tmp_path, layers=layers, cfg_options=options)
+    image = write_demo_image(tmp_path / 'input.png')
+    result = visualize_config(
+        SWIN_CONFIG, tmp_path, image=image, layers=layers, cfg_options=options
+    )
     pngs = expected_figures(
         tmp_path,
         ['backbone.stages.0.blocks.0.ffn.layers.0.0', 'backbone.stages.0.blocks.0.ffn.layers.1'],
@@ -149,6 +154,7 @@ def test_the_tool_runs_on_a_demo_config_without_checkpoint(tmp_path):
     for png in expected_figures(tmp_path, DEMO_LAYERS):
         assert png.is_file()
     assert (tmp_path / 'index.md').is_file() and (tmp_path / 'index.html').is_file()
+    assert (tmp_path / 'input.png').is_file(), 'the synthetic image it used'
     failed = subprocess.run(
         [sys.executable, str(TOOL), DET_CONFIG, '--layers', 'nope', '--out-dir', str(tmp_path)],
         cwd=REPO,

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
-from fdconv_mm.analysis.visualize import write_demo_image  # noqa: E402
+from fdconv_mm.demo import write_demo_image  # noqa: E402
 from fdconv_mm.deployment import (  # noqa: E402
     build_config_model,
     input_dims,

@@ -10,10 +10,12 @@ index the tool writes (``DIR/index.md``, ``DIR/index.html``); the numbers come f
 
 import argparse
 import sys
+from pathlib import Path
 
 from mmengine.config import DictAction
 
 from fdconv_mm.analysis.visualize import visualize_config
+from fdconv_mm.demo import write_demo_image
 
 
 def parse_args() -> argparse.Namespace:
@@ -41,12 +43,13 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    image = args.image or write_demo_image(Path(args.out_dir) / 'input.png', args.seed)
     try:
         result = visualize_config(
             args.config,
             args.out_dir,
             checkpoint=args.checkpoint,
-            image=args.image,
+            image=image,
             layers=args.layers,
             cfg_options=args.cfg_options,
             grid=args.grid,
