@@ -6,6 +6,7 @@ initialized, so ``tools/test.py`` prints metrics of a model that is not the chec
 :func:`checkpoint_mismatch` loads the checkpoint into a copy of the model as the Runner would
 (the layers' and backbones' load hooks included, so a plain conv ``weight`` converted to
 FDConv's ``dft_weight`` counts as loaded) and reports every key that did not load.
+:class:`~fdconv_mm.engine.hooks.CheckpointKeyCheckHook` refuses such a checkpoint at test time.
 """
 
 import copy
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Tuple
 
 import torch
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner.checkpoint import CheckpointLoader
 
 # Runner.load_checkpoint's default ``revise_keys``: DDP-saved keys lose their 'module.'.
@@ -66,6 +67,18 @@ def shape_text(shape: torch.Size) -> str:
     return f'({", ".join(map(str, shape))})'
 
 
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model that a checkpoint's keys belong to, under DDP-like and TTA wrappers.
+
+    mmengine 0.10.7's ``load_state_dict`` loads into ``module`` of a model wrapper and of a
+    :class:`~mmengine.model.BaseTTAModel` (``tools/test.py --tta``), whose own keys carry a
+    ``module.`` prefix that checkpoints do not have.
+    """
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
 def checkpoint_state_dict(checkpoint: Mapping[str, Any]) -> Mapping[str, Any]:
     """The state dict of a checkpoint as the Runner loads it: under ``state_dict`` if there."""
     state_dict = checkpoint.get('state_dict', checkpoint)
@@ -78,15 +91,15 @@ def checkpoint_mismatch(
     """Load ``state_dict`` into a copy of ``model`` and report what did not load.
 
     Args:
-        model (torch.nn.Module): The model (a model wrapper such as DDP is unwrapped); it is
-            not changed.
+        model (torch.nn.Module): The model (model wrappers such as DDP and test-time
+            augmentation wrappers are unwrapped, see :func:`unwrap_model`); it is not changed.
         state_dict (Mapping): Keys as :func:`checkpoint_state_dict` returns them.
 
     Returns:
         CheckpointMismatch: Missing, unexpected and mis-shaped keys, in the model's and the
         checkpoint's order; falsy when every key loaded.
     """
-    probe = copy.deepcopy(model.module if is_model_wrapper(model) else model)
+    probe = copy.deepcopy(unwrap_model(model))
     model_shapes = {key: value.shape for key, value in probe.state_dict().items()}
     found: List[Tuple[List[str], List[str]]] = []
 
@@ -117,6 +130,24 @@ def checkpoint_mismatch(
     return mismatch
 
 
+def check_loaded_checkpoint_matches(
+    model: torch.nn.Module, loaded: Mapping[str, Any], name: str, remedy: str
+) -> None:
+    """Raise :class:`CheckpointMismatchError` unless a loaded checkpoint fits ``model`` fully.
+
+    Args:
+        model (torch.nn.Module): The model to be tested (e.g. ``runner.model``).
+        loaded (Mapping): The checkpoint as ``torch.load`` returns it.
+        name (str): The checkpoint's file or URL, named in the error.
+        remedy (str): How to test it anyway, ending the one-line error.
+    """
+    mismatch = checkpoint_mismatch(model, checkpoint_state_dict(loaded))
+    if mismatch:
+        raise CheckpointMismatchError(
+            f'checkpoint {name} does not match the model ({mismatch.summary()}); {remedy}'
+        )
+
+
 def check_checkpoint_matches(model: torch.nn.Module, checkpoint: str, flag: str) -> None:
     """Raise :class:`CheckpointMismatchError` unless ``checkpoint`` loads fully into ``model``.
 
@@ -126,9 +157,4 @@ def check_checkpoint_matches(model: torch.nn.Module, checkpoint: str, flag: str)
         flag (str): The option that skips this check, named in the error.
     """
     loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-    mismatch = checkpoint_mismatch(model, checkpoint_state_dict(loaded))
-    if mismatch:
-        raise CheckpointMismatchError(
-            f'checkpoint {checkpoint} does not match the model ({mismatch.summary()}); '
-            f'pass {flag} to test it anyway'
-        )
+    check_loaded_checkpoint_matches(model, loaded, checkpoint, f'pass {flag} to test it anyway')

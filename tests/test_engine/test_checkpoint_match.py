@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from mmengine.model import BaseTTAModel
 
 from fdconv_mm import FDConv
 from fdconv_mm.engine import (
@@ -62,6 +63,28 @@ def test_num_batches_tracked_may_be_missing_as_in_mmengine():
     net = model()
     state = {k: v for k, v in net.state_dict().items() if 'num_batches_tracked' not in k}
     assert not checkpoint_mismatch(net, state)
+
+
+class Predictor(torch.nn.Sequential):
+    """The test model as BaseTTAModel accepts it: with a ``test_step``."""
+
+    def test_step(self, data):
+        return [self(data)]
+
+
+class ToyTTAModel(BaseTTAModel):
+    def merge_preds(self, data_samples_list):
+        return data_samples_list[0]
+
+
+def test_a_test_time_augmentation_wrapper_is_looked_through_as_mmengine_loads():
+    """tools/test.py --tta: the model's keys are 'module.*', the checkpoint's are not."""
+    net = Predictor(*model())
+    wrapped = ToyTTAModel(module=net)
+    assert not checkpoint_mismatch(wrapped, net.state_dict())
+    state = dict(net.state_dict())
+    del state[FDCONV_KEY]
+    assert checkpoint_mismatch(wrapped, state).missing == [FDCONV_KEY]
 
 
 def test_runner_checkpoint_layout_and_ddp_prefix_are_read_as_the_runner_does():
