@@ -6,7 +6,7 @@ the package (as a config's ``custom_imports`` does) also registers FDConv for
 under torch>=2.6's ``weights_only=True`` (see :func:`fdconv_mm.registry.register_all`).
 """
 
-from .layers import FDConv
+from .layers import FDConv, convert_to_fdconv
 from .version import __version__
 
 try:
@@ -19,4 +19,4 @@ else:
 
     register_all()
 
-__all__ = ['FDConv', '__version__']
+__all__ = ['FDConv', 'convert_to_fdconv', '__version__']

@@ -1,5 +1,6 @@
 """Pure-PyTorch FDConv layers: they import nothing but torch."""
 
+from .convert import convert_to_fdconv
 from .fbm import FrequencyBandModulation
 from .fdconv import FDConv, FDConvLinear, is_fdconv_active
 from .frequency import (
@@ -16,6 +17,7 @@ __all__ = [
     'FDConv',
     'FDConvLinear',
     'is_fdconv_active',
+    'convert_to_fdconv',
     'FrequencyBandModulation',
     'KernelSpatialModulationGlobal',
     'KernelSpatialModulationLocal',
