@@ -45,28 +45,30 @@ def check_versions() -> None:
 
 
 def register_all() -> None:
-    """Register FDConv and the tools' checkpoint hook, and let torch load mmengine checkpoints.
+    """Register FDConv, the backbones and the hooks, and let torch load mmengine checkpoints.
 
-    FDConv and :class:`~fdconv_mm.engine.AtomicCheckpointHook` go into mmengine's root
+    FDConv and the hooks :class:`~fdconv_mm.engine.hooks.AtomicCheckpointHook` and
+    :class:`~fdconv_mm.engine.hooks.CheckpointKeyCheckHook` go into mmengine's root
     ``MODELS`` and ``HOOKS`` (found under any scope), the backbones into mmdet's and mmseg's
-    ``MODELS``. :func:`~fdconv_mm.engine.allow_mmengine_checkpoints` makes checkpoints saved by
-    mmengine load under torch>=2.6's ``weights_only=True``, so that mmdet's and mmseg's own
-    APIs (``init_detector``, ``DetInferencer``, ``init_model``, ``MMSegInferencer``, a
-    ``Runner`` with ``load_from``, their ``tools/test.py``) load them once a config's
-    ``custom_imports`` has imported ``fdconv_mm``.
+    ``MODELS``. :func:`~fdconv_mm.engine.compat.allow_mmengine_checkpoints` makes checkpoints
+    saved by mmengine load under torch>=2.6's ``weights_only=True``, so that mmdet's and
+    mmseg's own APIs (``init_detector``, ``DetInferencer``, ``init_model``,
+    ``MMSegInferencer``, a ``Runner`` with ``load_from``, their ``tools/test.py``) load them
+    once a config's ``custom_imports`` has imported ``fdconv_mm``.
     """
     check_versions()
     from mmdet.registry import MODELS as DET_MODELS
     from mmengine.registry import HOOKS, MODELS
     from mmseg.registry import MODELS as SEG_MODELS
 
-    from .engine.checkpoint import allow_mmengine_checkpoints
-    from .engine.checkpoint_hook import AtomicCheckpointHook
+    from .engine.compat import allow_mmengine_checkpoints
+    from .engine.hooks import AtomicCheckpointHook, CheckpointKeyCheckHook
     from .models import backbones
 
     allow_mmengine_checkpoints()
     MODELS.register_module('FDConv', module=FDConv)
-    HOOKS.register_module('AtomicCheckpointHook', module=AtomicCheckpointHook)
+    for hook in (AtomicCheckpointHook, CheckpointKeyCheckHook):
+        HOOKS.register_module(hook.__name__, module=hook)
     det_backbones = {
         ('ConvNeXtFDConv', 'ConvNeXt_FDConv'): backbones.ConvNeXtFDConv,
         ('ResNetFDConv', 'ResNet_FDConv'): backbones.ResNetFDConv,

@@ -69,11 +69,12 @@ def main() -> None:
             tta=args.tta,
             cfg_options=args.cfg_options,
             launcher=args.launcher,
+            allow_partial_load=args.allow_partial_load,
         )
     except (FileNotFoundError, ValueError) as error:
         sys.exit(f'test.py: error: {error}')
     try:
-        run_test(cfg, allow_partial_load=args.allow_partial_load)
+        run_test(cfg)
     except CheckpointMismatchError as error:
         sys.exit(f'test.py: error: {error}')
 

@@ -34,6 +34,8 @@ optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3, 
 param_scheduler = [dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=0, end=2000, by_epoch=False)]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=1),
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=2000, max_keep_ckpts=1),
 )
+# A test refuses a checkpoint that does not fit the model (fdconv_mm's hook).
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 env_cfg = dict(dist_cfg=dict(backend='gloo'))

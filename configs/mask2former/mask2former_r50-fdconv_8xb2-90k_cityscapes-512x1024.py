@@ -9,6 +9,10 @@ _base_ = 'mmseg::mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py'
 # mmdet.models: the Mask2Former head's pixel decoder, assigner and losses are mmdet's (the
 # base's ADE20K sibling imports it; this base does not).
 custom_imports = dict(imports=['mmdet.models', 'fdconv_mm'], allow_failed_imports=False)
+# fdconv_mm's hooks: checkpoints saved whole or not at all (the base's interval and
+# max_keep_ckpts kept), and a test that refuses a checkpoint not fitting the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 
 model = dict(
     backbone=dict(

@@ -14,6 +14,10 @@
 # mmpretrain backbone ConvNeXtFDConv reproduces (same arguments and state-dict keys).
 _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['fdconv_mm'], allow_failed_imports=False)
+# fdconv_mm's hooks: checkpoints saved whole or not at all (the base's interval and
+# max_keep_ckpts kept), and a test that refuses a checkpoint not fitting the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 
 model = dict(
     backbone=dict(

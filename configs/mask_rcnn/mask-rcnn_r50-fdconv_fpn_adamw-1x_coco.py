@@ -9,6 +9,10 @@
 # backbone, neck inputs, schedule and optimizer groups change.
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['fdconv_mm'], allow_failed_imports=False)
+# fdconv_mm's hooks: checkpoints saved whole or not at all (the base's interval and
+# max_keep_ckpts kept), and a test that refuses a checkpoint not fitting the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 
 model = dict(
     backbone=dict(

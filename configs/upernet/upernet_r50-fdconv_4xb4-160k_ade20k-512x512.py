@@ -6,6 +6,10 @@
 #       --weight_path resnet50_v1c-2cccc1ad.pth --save_path pretrained/resnet50_v1c_fdconv.pth
 _base_ = 'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['fdconv_mm'], allow_failed_imports=False)
+# fdconv_mm's hooks: checkpoints saved whole or not at all (the base's interval and
+# max_keep_ckpts kept), and a test that refuses a checkpoint not fitting the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 
 model = dict(
     pretrained=None,

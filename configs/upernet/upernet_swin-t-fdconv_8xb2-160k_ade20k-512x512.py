@@ -7,6 +7,10 @@
 #       --weight_path swin_tiny_patch4_window7_224.pth --save_path pretrained/swin_tiny_fdconv.pth
 _base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'
 custom_imports = dict(imports=['fdconv_mm'], allow_failed_imports=False)
+# fdconv_mm's hooks: checkpoints saved whole or not at all (the base's interval and
+# max_keep_ckpts kept), and a test that refuses a checkpoint not fitting the model.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+custom_hooks = [dict(type='CheckpointKeyCheckHook')]
 
 model = dict(
     backbone=dict(

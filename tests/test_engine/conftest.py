@@ -1,9 +1,12 @@
-"""A tiny mmengine Runner (a linear model on 4 samples) for the checkpoint tests."""
+"""A tiny mmengine Runner (a linear model on 4 samples) and process ids for the engine tests."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from mmengine.evaluator import BaseMetric
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
@@ -27,6 +30,34 @@ class ToyDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         return dict(inputs=torch.full((2,), float(index)), targets=torch.tensor(float(index)))
+
+
+class ToyMetric(BaseMetric):
+    """The mean prediction, as a metric."""
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results.extend(float(sample) for sample in data_samples)
+
+    def compute_metrics(self, results: list) -> dict:
+        return dict(mean=sum(results) / len(results))
+
+
+def toy_test_options() -> dict:
+    """The Runner arguments that let a toy Runner ``test()`` (and ``val()``)."""
+    loader = dict(
+        dataset=ToyDataset(),
+        sampler=dict(type='DefaultSampler', shuffle=False),
+        batch_size=2,
+        num_workers=0,
+    )
+    return dict(
+        test_dataloader=loader,
+        test_cfg=dict(),
+        test_evaluator=[ToyMetric()],
+        val_dataloader=loader,
+        val_cfg=dict(),
+        val_evaluator=[ToyMetric()],
+    )
 
 
 def toy_runner(
@@ -64,3 +95,26 @@ def toy_runner(
 def make_toy_runner():
     """:func:`toy_runner`, for the tests."""
     return toy_runner
+
+
+@pytest.fixture
+def toy_tests():
+    """:func:`toy_test_options`, for the tests."""
+    return toy_test_options()
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    process = subprocess.Popen([sys.executable, '-c', ''])
+    process.wait()
+    return process.pid
+
+
+@pytest.fixture
+def live_pid():
+    """The id of a running process, stopped after the test."""
+    process = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])
+    yield process.pid
+    process.kill()
+    process.wait()

@@ -5,7 +5,6 @@ import os
 
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
@@ -13,7 +12,6 @@ from fdconv_mm.engine import (
     AtomicCheckpointHook,
     atomic_torch_save,
     atomic_write,
-    use_atomic_checkpoints,
 )
 
 HOOK = dict(interval=2, by_epoch=False, max_keep_ckpts=1)
@@ -96,18 +94,6 @@ def test_successful_saves_rotate_after_writing(make_toy_runner, tmp_path):
     assert len(hooks) == 1
 
 
-@pytest.mark.parametrize('hook_type', ['CheckpointHook', 'MyCheckpointHook', None])
-def test_train_config_uses_the_atomic_hook_for_mmengine_s_only(hook_type):
-    hooks = {} if hook_type is None else dict(checkpoint=dict(type=hook_type, interval=1))
-    cfg = Config(dict(default_hooks=hooks))
-    use_atomic_checkpoints(cfg)
-    if hook_type is None:
-        assert 'checkpoint' not in cfg.default_hooks
-    else:
-        expected = 'AtomicCheckpointHook' if hook_type == 'CheckpointHook' else hook_type
-        assert cfg.default_hooks.checkpoint == dict(type=expected, interval=1)
-
-
 def test_atomic_write_replaces_whole_or_not_at_all(tmp_path, monkeypatch):
     target = tmp_path / 'weights.pth'
     atomic_torch_save({'w': torch.ones(3)}, target)
@@ -164,3 +150,19 @@ def test_failed_best_save_keeps_the_previous_best(
     assert load(tmp_path / 'best_acc_iter_7.pth')['meta']['iter'] == 7
     save_best(runner, hook, 0.1)  # not better: nothing changes
     assert sorted(p.name for p in tmp_path.glob('best_*.pth')) == ['best_acc_iter_7.pth']
+
+
+def test_resumed_training_removes_the_temporary_files_of_killed_saves(
+    make_toy_runner, tmp_path, dead_pid, live_pid
+):
+    """A SIGKILL during a save leaves '.iter_4.pth.<pid>.tmp'; the next run removes it."""
+    work_dir = tmp_path / 'killed'
+    hook = dict(type='AtomicCheckpointHook', **HOOK)
+    make_toy_runner(work_dir, hook, max_iters=2).train()
+    killed = [work_dir / f'.{name}.{dead_pid}.tmp' for name in ('iter_4.pth', 'last_checkpoint')]
+    running = work_dir / f'.iter_9.pth.{live_pid}.tmp'  # another training, still writing
+    for path in (*killed, running):
+        path.write_bytes(b'half a checkpoint')
+    make_toy_runner(work_dir, hook, max_iters=4, name='r', resume=True).train()
+    assert leftovers(work_dir) == [running.name]
+    assert load(work_dir / 'iter_4.pth')['meta']['iter'] == 4

@@ -1,4 +1,4 @@
-"""Multi-process training and testing on machines without an accelerator (gloo on CPUs).
+"""Compatibility of mmengine 0.10.7's launchers with machines without an accelerator (gloo).
 
 mmengine 0.10.7 cannot run its ``pytorch``, ``slurm`` or ``mpi`` launchers on a CPU-only
 machine: ``init_dist`` calls ``torch.cuda.set_device`` before creating the process group

@@ -7,8 +7,9 @@ import pytest
 import torch.distributed as torch_dist
 from mmengine.config import Config
 
-from fdconv_mm.engine import destroy_process_group, distributed, prepare_distributed
-from fdconv_mm.engine.distributed import cpu_model_wrapper_cfg, launcher_env
+from fdconv_mm.engine.compat import destroy_process_group, prepare_distributed
+from fdconv_mm.engine.compat import mmengine_0_10_cpu_launchers as distributed
+from fdconv_mm.engine.compat.mmengine_0_10_cpu_launchers import cpu_model_wrapper_cfg, launcher_env
 
 ENV_KEYS = ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'LOCAL_RANK', 'WORLD_SIZE')
 

@@ -1,4 +1,4 @@
-"""Let ``torch.load(path)`` read mmengine checkpoints on torch>=2.6 without ``weights_only=False``.
+"""Compatibility of mmengine 0.10.7 with torch>=2.6: its checkpoints load with ``weights_only``.
 
 torch 2.6 made ``weights_only=True`` the default of ``torch.load``, and mmengine 0.10.7 calls
 plain ``torch.load``. Checkpoints saved by mmengine's ``CheckpointHook`` hold, besides tensors, the

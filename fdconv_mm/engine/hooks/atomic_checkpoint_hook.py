@@ -7,22 +7,24 @@ checkpoint, the previous one already gone with ``max_keep_ckpts=1``, and a point
 deleted file. :class:`AtomicCheckpointHook` writes the new checkpoint and the pointer through
 :func:`~fdconv_mm.engine.atomic_file.atomic_write` and removes outdated checkpoints only after
 both are complete. ``save_best`` has the same flaw (the previous best file is removed
-before the new one is written) and the same fix. ``tools/train.py`` uses it in place of
-``CheckpointHook`` (:func:`use_atomic_checkpoints`). Checkpoints on remote storage
-(``out_dir='s3://...'``) are saved as mmengine does.
+before the new one is written) and the same fix. The shipped configs name it as
+``default_hooks.checkpoint``; ``tools/train.py`` puts it in place of mmengine's
+``CheckpointHook`` in other configs. Checkpoints on remote storage (``out_dir='s3://...'``)
+are saved as mmengine does.
 """
 
 import contextlib
 import os.path as osp
 from typing import Any, Dict, Iterator, List
 
-from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.fileio import LocalBackend
 from mmengine.hooks import CheckpointHook
 
-from .atomic_file import atomic_write
-from .resume import LAST_CHECKPOINT
+from ..atomic_file import atomic_write, remove_stale_temporaries
+
+# The file in the work dir naming the latest checkpoint, as mmengine's CheckpointHook writes it.
+LAST_CHECKPOINT = 'last_checkpoint'
 
 
 class AtomicCheckpointHook(CheckpointHook):
@@ -32,8 +34,21 @@ class AtomicCheckpointHook(CheckpointHook):
     ``last_checkpoint`` (the same way), then the removal of checkpoints beyond
     ``max_keep_ckpts``. A failure at any point leaves the previous checkpoint and a
     ``last_checkpoint`` naming it. A new best checkpoint (``save_best``) is written the same
-    way before the previous best one is removed.
+    way before the previous best one is removed. When training starts (from scratch or
+    resumed), the temporary files of killed saves (``.epoch_3.pth.<pid>.tmp``) are removed
+    from the checkpoint folder and the work dir, those of running processes kept.
+
+    Example:
+        >>> default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook', interval=1))
     """
+
+    def before_train(self, runner: Any) -> None:
+        super().before_train(runner)
+        if not (is_main_process() and self._saves_locally()):
+            return
+        for folder in dict.fromkeys((self.out_dir, runner.work_dir)):
+            for path in remove_stale_temporaries(folder):
+                runner.logger.info(f'Removed {path}, left by a checkpoint save that was killed')
 
     def _saves_locally(self) -> bool:
         return self.file_client_args is None and isinstance(self.file_backend, LocalBackend)
@@ -162,16 +177,3 @@ def _removals_deferred(hook: CheckpointHook, removed: List[str]) -> Iterator[Non
         yield
     finally:
         hook.file_backend = backend
-
-
-def use_atomic_checkpoints(cfg: Config) -> None:
-    """Make ``default_hooks.checkpoint`` an :class:`AtomicCheckpointHook` if it is mmengine's.
-
-    A checkpoint hook of another type (one of your own) is kept.
-
-    Args:
-        cfg (Config): The full config.
-    """
-    hook = (cfg.get('default_hooks') or {}).get('checkpoint')
-    if hook is not None and hook.get('type') in ('CheckpointHook', CheckpointHook):
-        hook['type'] = AtomicCheckpointHook.__name__

@@ -3,7 +3,7 @@
 import pytest
 from mmengine.config import Config
 
-from fdconv_mm.engine import enable_amp, enable_auto_scale_lr, train_options
+from fdconv_mm.engine.tool_setup import enable_amp, enable_auto_scale_lr, train_options
 
 
 def optim_config(wrapper_type: str = 'OptimWrapper') -> Config:

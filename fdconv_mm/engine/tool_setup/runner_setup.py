@@ -12,16 +12,14 @@ from typing import Any, Dict, Optional
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from .checkpoint_hook import use_atomic_checkpoints
-from .checkpoint_match import check_checkpoint_matches
-from .distributed import destroy_process_group, prepare_distributed
+from ..compat import destroy_process_group, prepare_distributed
 from .eval_options import dump_predictions, enable_tta, enable_visualization
+from .hook_config import check_checkpoint_keys, use_atomic_checkpoints
 from .resume import is_remote, resolve_resume
 from .scope import register_scope_modules
 from .train_options import enable_amp, enable_auto_scale_lr
 
 WORK_DIRS = './work_dirs'
-ALLOW_PARTIAL_LOAD = '--allow-partial-load'
 
 
 def default_work_dir(config_path: str) -> str:
@@ -73,8 +71,9 @@ def setup_train_config(
 ) -> Config:
     """The config ``tools/train.py`` builds its Runner from.
 
-    mmengine's ``CheckpointHook`` becomes :class:`~fdconv_mm.engine.AtomicCheckpointHook`
-    (checkpoints are never left half-written).
+    A config whose ``default_hooks.checkpoint`` is mmengine's ``CheckpointHook`` gets
+    :class:`~fdconv_mm.engine.hooks.AtomicCheckpointHook` (checkpoints are never left
+    half-written; the shipped configs name it themselves).
 
     Args:
         config_path (str): The config file.
@@ -82,7 +81,7 @@ def setup_train_config(
         amp (bool): ``--amp``: mixed precision. Defaults to False.
         auto_scale_lr (bool): ``--auto-scale-lr``. Defaults to False.
         resume (str, optional): ``--resume``: 'auto' (latest checkpoint of the work dir) or a
-            checkpoint; a :class:`~fdconv_mm.engine.resume.ResumeError` when there is none.
+            checkpoint; a :class:`~fdconv_mm.engine.ResumeError` when there is none.
             Defaults to None.
         cfg_options (dict, optional): ``--cfg-options``. Defaults to None.
         launcher (str): ``--launcher``. Defaults to 'none'.
@@ -111,8 +110,13 @@ def setup_test_config(
     tta: bool = False,
     cfg_options: Optional[Dict[str, Any]] = None,
     launcher: str = 'none',
+    allow_partial_load: bool = False,
 ) -> Config:
     """The config ``tools/test.py`` builds its Runner from.
+
+    A checkpoint with missing, unexpected or mis-shaped keys is refused before anything is
+    evaluated (:class:`~fdconv_mm.engine.hooks.CheckpointKeyCheckHook`, added to configs
+    that do not name it) unless ``allow_partial_load``.
 
     Args:
         config_path (str): The config file.
@@ -126,6 +130,8 @@ def setup_test_config(
         tta (bool): ``--tta``: test-time augmentation. Defaults to False.
         cfg_options (dict, optional): ``--cfg-options``. Defaults to None.
         launcher (str): ``--launcher``. Defaults to 'none'.
+        allow_partial_load (bool): ``--allow-partial-load``: test a checkpoint whose keys
+            do not all fit the model (mmengine only logs a warning). Defaults to False.
 
     Returns:
         Config: The config.
@@ -140,13 +146,14 @@ def setup_test_config(
         enable_tta(cfg)
     if out is not None:
         dump_predictions(cfg, out)
+    check_checkpoint_keys(cfg, allow_partial_load)
     return cfg
 
 
 def build_runner(cfg: Config) -> Runner:
     """Build the Runner of ``cfg`` (``runner_type`` if set).
 
-    Prepares multi-process runs on CPUs (:func:`~fdconv_mm.engine.prepare_distributed`)
+    Prepares multi-process runs on CPUs (:func:`~fdconv_mm.engine.compat.prepare_distributed`)
     first; what that changed is written to the Runner's log. mmengine checkpoints load under
     torch>=2.6 because importing ``fdconv_mm`` allowlisted their contents.
 
@@ -173,23 +180,19 @@ def run_train(cfg: Config) -> None:
     destroy_process_group()
 
 
-def run_test(cfg: Config, allow_partial_load: bool = False) -> Dict[str, Any]:
+def run_test(cfg: Config) -> Dict[str, Any]:
     """Build the Runner of ``cfg`` and test ``cfg.load_from``; returns the metrics.
 
     Args:
-        cfg (Config): A config from :func:`setup_test_config`.
-        allow_partial_load (bool): ``--allow-partial-load``: test a checkpoint with missing,
-            unexpected or mis-shaped keys (mmengine only logs a warning). Otherwise such a
-            checkpoint raises :class:`~fdconv_mm.engine.CheckpointMismatchError` before
-            anything is evaluated. Defaults to False.
+        cfg (Config): A config from :func:`setup_test_config`; a checkpoint that does not
+            fit the model raises :class:`~fdconv_mm.engine.CheckpointMismatchError` before
+            anything is evaluated, unless it allowed partial loads.
 
     Returns:
         dict: The metrics.
     """
     runner = build_runner(cfg)
     try:
-        if not allow_partial_load:
-            check_checkpoint_matches(runner.model, cfg.load_from, ALLOW_PARTIAL_LOAD)
         metrics = runner.test()
     finally:
         destroy_process_group()

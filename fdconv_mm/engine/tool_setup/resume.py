@@ -11,8 +11,9 @@ from typing import Optional
 
 from mmengine.config import Config
 
+from ..hooks import LAST_CHECKPOINT
+
 AUTO = 'auto'
-LAST_CHECKPOINT = 'last_checkpoint'
 
 
 class ResumeError(FileNotFoundError):

@@ -11,7 +11,7 @@ import torch
 from mmengine.logging import HistoryBuffer
 
 from fdconv_mm.engine import allow_mmengine_checkpoints
-from fdconv_mm.engine.checkpoint import history_buffer_method
+from fdconv_mm.engine.compat.torch_2_6_weights_only import history_buffer_method
 
 
 class NotAllowed:
