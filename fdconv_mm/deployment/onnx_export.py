@@ -10,18 +10,17 @@ of these over the outputs (:func:`relative_differences`, :func:`max_relative_dif
 
 import re
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..layers.onnx_export import DEFAULT_OPSET
 from .wrappers import output_names
 
 PathLike = Union[str, Path]
 INPUT_NAME = 'inputs'
-OPSET = DEFAULT_OPSET
+OPSET = 18
 EXPORTERS = ('dynamo', 'torchscript')
 # The exporter colours its messages for terminals.
 ANSI_ESCAPE = re.compile(r'\x1b\[[0-9;]*m')
@@ -37,6 +36,86 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else ''
 
 
+def export_model(
+    model: nn.Module,
+    args: Tuple[Any, ...],
+    f: Any,
+    *,
+    dynamic_hw: bool = False,
+    dynamo: bool = True,
+    opset_version: int = OPSET,
+    input_names: Sequence[str] = ('input',),
+    output_names: Optional[Sequence[str]] = None,
+    keep_metadata: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """``torch.onnx.export`` with what FDConv models need; pure torch.
+
+    The model is exported in eval mode, without gradients, and left in its mode
+    afterwards; the file holds its weights (no external data). Every active FDConv in
+    it takes its export path by itself (``fdconv_mm.layers.reference`` with real-arithmetic
+    transforms): these are only the exporter's arguments. The batch size of ``args[0]``
+    is fixed in the file.
+
+    Args:
+        model (nn.Module): Any model; its FDConv layers export through this module.
+        args (tuple): Example inputs; ``args[0]`` is the image batch (B, C, H, W).
+        f (str | PathLike): The ``.onnx`` file, written with its weights inside.
+        dynamic_hw (bool): Export height and width of ``args[0]`` as dynamic
+            (dynamo exporter only), over the range the model's code allows (the demo
+            ResNet-18 backbone: 33 pixels and more, its last FBM map then at least
+            2 x 2). Defaults to False.
+        dynamo (bool): The exporter: True (torch's default, ``torch.export``) or False
+            (TorchScript tracing, as mmdeploy). Defaults to True.
+        opset_version (int): ONNX opset. Defaults to 18.
+        input_names (Sequence[str]): Names of the graph inputs. Defaults to ('input',).
+        output_names (Sequence[str] | None): Names of the outputs. Defaults to None.
+        keep_metadata (bool): Keep the dynamo exporter's per-node metadata (stack
+            traces, module names: a third of the file of a small backbone).
+            Defaults to False.
+        **kwargs: Passed on to ``torch.onnx.export`` (``optimize`` defaults to False
+            here: onnxscript's optimizer triples the export time).
+
+    Returns:
+        The ``ONNXProgram`` (dynamo) or None.
+    """
+    if dynamic_hw and not dynamo:
+        raise ValueError(
+            'export_onnx(dynamic_hw=True) needs dynamo=True: the TorchScript exporter '
+            'traces FDConv at fixed sizes'
+        )
+    options = dict(
+        opset_version=opset_version,
+        input_names=list(input_names),
+        output_names=None if output_names is None else list(output_names),
+        dynamo=dynamo,
+    )
+    if dynamo:
+        # onnxscript's graph rewriter takes most of the export time (49 of 78 s for the
+        # demo ResNet-18) for a 5 % smaller file; ONNX Runtime optimizes at load anyway.
+        options.update(optimize=False)
+    if dynamo and dynamic_hw:
+        # DYNAMIC, not a named Dim: the model's own guards narrow the range (e.g. a
+        # 1-pixel map refused) instead of failing the export or making it static.
+        sizes = {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}
+        options.update(dynamic_shapes=(sizes, *([None] * (len(args) - 1))))
+    options.update(kwargs)
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if not dynamo:
+                return torch.onnx.export(model, tuple(args), f, **options)
+            program = torch.onnx.export(model, tuple(args), **options)
+    finally:
+        model.train(training)
+    if not keep_metadata:
+        for node in program.model.graph.all_nodes():
+            node.metadata_props.clear()
+    program.save(f, external_data=False)
+    return program
+
+
 def export_onnx(
     module: nn.Module,
     inputs: Tensor,
@@ -48,8 +127,8 @@ def export_onnx(
 ) -> List[str]:
     """Write ``module(inputs)`` as one ONNX file (weights inside it).
 
-    Runs :func:`fdconv_mm.layers.export_onnx` (``torch.onnx.export`` in eval mode without
-    autograd; every active FDConv takes its export path by itself), silently.
+    Runs :func:`export_model` (``torch.onnx.export`` in eval mode without autograd; every
+    active FDConv takes its export path by itself), silently, and names the outputs.
 
     Args:
         module (nn.Module): ``(B, 3, H, W) -> tensor or tuple of tensors``.
@@ -63,7 +142,7 @@ def export_onnx(
         optimize (bool): Run the dynamo exporter's ONNX graph optimization (onnxscript's
             constant folding and clean-up): about two thirds of an FDConv model's export
             time, for a slightly smaller file; ONNX Runtime optimizes the graph when it
-            loads it anyway. Defaults to False, as :func:`fdconv_mm.layers.export_onnx`.
+            loads it anyway. Defaults to False, as :func:`export_model`.
 
     Returns:
         list[str]: The output names, in order.
@@ -72,8 +151,6 @@ def export_onnx(
         ValueError: For an unknown exporter, or ``dynamic_hw`` with 'torchscript'.
         ExportError: If the exporter fails, with its first line.
     """
-    from ..layers import export_onnx as export_fdconv_model
-
     if exporter not in EXPORTERS:
         raise ValueError(f"exporter must be one of {', '.join(EXPORTERS)}, got {exporter!r}")
     if dynamic_hw and exporter != 'dynamo':
@@ -83,7 +160,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        export_fdconv_model(
+        export_model(
             module,
             (inputs,),
             str(path),

@@ -2,7 +2,8 @@
 
 from .convert import convert_to_fdconv
 from .fbm import FrequencyBandModulation
-from .fdconv import FDConv, FDConvLinear, is_fdconv_active
+from .fdconv import FDConv
+from .fdconv_linear import FDConvLinear
 from .frequency import (
     band_masks,
     frequency_group_index,
@@ -10,8 +11,9 @@ from .frequency import (
     lowpass_masks,
     spectrum_to_kernel,
 )
+from .helpers import is_exporting
 from .ksm import KernelSpatialModulationGlobal, KernelSpatialModulationLocal, StarReLU
-from .onnx_export import export_onnx, is_exporting
+from .options import is_fdconv_active
 
 __all__ = [
     'FDConv',
@@ -23,7 +25,6 @@ __all__ = [
     'KernelSpatialModulationLocal',
     'StarReLU',
     'band_masks',
-    'export_onnx',
     'is_exporting',
     'frequency_group_index',
     'kernel_to_spectrum',

@@ -14,11 +14,14 @@ import logging
 from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 from torch import nn
 
+from .fdconv import FDConv
+from .fdconv_linear import FDConvLinear
+from .options import OPTION_DEFAULTS, check_known, is_fdconv_active
+
 logger = logging.getLogger(__name__)
-# The layers are imported where they are used, from the package (its public names): the
-# package's __init__ imports this module before them.
 
 Patterns = Union[str, Sequence[str], None]
 Places = Dict[int, List[Tuple[nn.Module, str]]]
@@ -81,7 +84,6 @@ def _matches(name: str, pattern: str) -> bool:
 
 def _thresholds(options: Dict[str, Any]) -> Tuple[Any, Any]:
     """``use_fdconv_if_c_gt`` and ``use_fdconv_if_k_in``: given, else the layer's defaults."""
-    from . import is_fdconv_active
 
     defaults = inspect.signature(is_fdconv_active).parameters
     return tuple(
@@ -97,7 +99,6 @@ def _check_options(options: Dict[str, Any]) -> None:
     that it checks every option that does not depend on a layer's shape. ``fbm_cfg`` does
     (``spatial_group`` must divide ``in_channels``): each replacement checks it.
     """
-    from . import FDConv
 
     geometry = sorted(set(options) & set(GEOMETRY_ARGS))
     if geometry:
@@ -105,15 +106,7 @@ def _check_options(options: Dict[str, Any]) -> None:
             f'convert_to_fdconv takes {", ".join(geometry)} from each replaced layer; '
             'pass only FDConv options (kernel_num, param_ratio, ...)'
         )
-    accepted = {
-        p.name
-        for p in inspect.signature(FDConv.__init__).parameters.values()
-        if p.kind is not p.VAR_KEYWORD
-    }
-    unknown = {k: v for k, v in options.items() if k not in accepted}
-    if unknown:
-        FDConv(1, 1, 1, **unknown)  # raises FDConv's TypeError listing the valid options
-        raise TypeError(f'FDConv got unknown option(s) {", ".join(map(repr, unknown))}')
+    check_known('FDConv', options, OPTION_DEFAULTS)
     kernel_sizes = _thresholds(options)[1]
     try:
         probe_kernel = next(k for k in itertools.count(1) if k not in tuple(kernel_sizes))
@@ -129,7 +122,6 @@ def _walk(module: nn.Module) -> Tuple[Dict[int, Tuple[str, nn.Module]], Places]:
     found) and replaced at each place. FDConv layers are not entered: their heads are
     ``nn.Conv2d`` too.
     """
-    from . import FDConv
 
     found: Dict[int, Tuple[str, nn.Module]] = {id(module): ('', module)}
     places: Places = defaultdict(list)
@@ -151,7 +143,6 @@ def _walk(module: nn.Module) -> Tuple[Dict[int, Tuple[str, nn.Module]], Places]:
 
 def _plain_reason(layer: nn.Module, c_gt: Any, k_in: Any) -> Optional[str]:
     """Why ``layer`` stays plain by FDConv's rule, or None if FDConv replaces it."""
-    from . import is_fdconv_active
 
     if isinstance(layer, nn.Linear):
         in_channels, out_channels, kernel_size = layer.in_features, layer.out_features, 1
@@ -168,7 +159,6 @@ def _plain_reason(layer: nn.Module, c_gt: Any, k_in: Any) -> Optional[str]:
 
 def _replacement(layer: nn.Module, options: Dict[str, Any]) -> nn.Conv2d:
     """The FDConv of ``layer``'s geometry, options, device, dtype, weights and flags."""
-    from . import FDConv, FDConvLinear
 
     weight, bias = layer.weight, layer.bias
     factory = dict(device=weight.device, dtype=weight.dtype)
@@ -194,18 +184,40 @@ def _replacement(layer: nn.Module, options: Dict[str, Any]) -> nn.Conv2d:
     given = {'weight': weight.detach()}
     if bias is not None:
         given['bias'] = bias.detach()
-    # The new attention heads keep their (neutral) init; weight becomes dft_weight on load.
+    # weight becomes dft_weight on load (docs/spec.md section 7).
     result = new.load_state_dict(given, strict=False)
     if result.unexpected_keys or {'weight', 'dft_weight', 'bias'} & set(result.missing_keys):
         raise RuntimeError(
             f'convert_to_fdconv: loading the weights of {layer} into {new} left '
             f'missing {result.missing_keys} and unexpected {result.unexpected_keys}'
         )
+    _zero_attention_outputs(new)
     for attribute, old in (('dft_weight', weight), ('weight', weight), ('bias', bias)):
         param = getattr(new, attribute, None)
         if isinstance(param, nn.Parameter) and old is not None:
             param.requires_grad_(old.requires_grad)
     return new.train(layer.training)
+
+
+def _zero_attention_outputs(layer: FDConv) -> None:
+    """Every attention exactly neutral: the heads' output weights zero.
+
+    A new layer's N(0, 1e-6) output weights (docs/spec.md section 7) are neutral only
+    relative to the KSM hidden activations, which its BatchNorm does not normalize in eval
+    mode before training; over the 52 converted layers of a ResNet-50 that drifts the
+    logits by about 1e-2 relative. With zeros the converted model is the original to
+    float precision, and every head still gets a gradient at the first step.
+    """
+    heads = [layer.KSM_Global.channel_fc, layer.KSM_Global.filter_fc]
+    heads += [layer.KSM_Global.spatial_fc, layer.KSM_Global.kernel_fc]
+    if layer.KSM_Local is not None:
+        heads.append(layer.KSM_Local.conv)
+    if layer.FBM is not None:
+        heads.extend(layer.FBM.freq_weight_conv_list)
+    with torch.no_grad():
+        for head in heads:
+            if head is not None:
+                head.weight.zero_()
 
 
 def convert_to_fdconv(
@@ -226,17 +238,15 @@ def convert_to_fdconv(
     :class:`FDConv` with the same in/out channels, kernel size, stride, padding, dilation,
     bias and padding mode, on the same device and dtype. Grouped and depth-wise convs stay
     plain. The old weight is loaded through ``load_state_dict``, which converts it to
-    ``dft_weight`` (SPEC section 7); the bias is copied.
+    ``dft_weight`` (docs/spec.md section 7); the bias is copied.
 
-    Step 0: with neutral attention heads the converted model computes the original one
-    (float32 rounding: 2e-5 relative for a ResNet-50). The heads' init is neutral up to
-    their ``N(0, 1e-6)`` output weights (SPEC section 7) times the KSM's hidden
-    activations, which the KSM BatchNorm normalizes in train mode (batches of 2 or more)
-    but not in eval mode before training, its running statistics being at their init:
-    there the deviation grows with the features: 5e-6 relative for mmdet's default-init
-    ResNet-50 (layer3 and layer4 converted), but for a random ResNet-50 with
-    trained-scale activations 1e-5 per layer in layer1, up to 1e-3 in layer3/4 and 1e-2
-    at the logits. With
+    Step 0: the converted model computes the original one (float32 rounding: 2e-5
+    relative for a ResNet-50): the heads' output weights start at zero, every attention
+    exactly neutral, instead of a new layer's ``N(0, 1e-6)`` (docs/spec.md section 7),
+    which is neutral only relative to the KSM hidden activations; in eval mode before
+    training, with the KSM BatchNorm's running statistics at their init, those follow the
+    features' scale (1e-2 relative at a random ResNet-50's logits). Each head still gets
+    a gradient at the first step. With
     ``param_ratio=P > 1`` the spectrum is repeated ``P`` times while each of the ``K*P``
     group attentions starts at ``1/(K*P)``, so a converted layer starts at
     ``P * conv(x) + bias``: the pretrained function is not preserved (a warning says so).
@@ -297,7 +307,6 @@ def convert_to_fdconv(
         >>> tuple(model(x).shape), bool(torch.allclose(model(x), expected, atol=1e-5))
         ((1, 64, 16, 16), True)
     """
-    from . import FDConv
 
     if not isinstance(module, nn.Module):
         raise TypeError(f'convert_to_fdconv expects an nn.Module, got {type(module).__name__}')

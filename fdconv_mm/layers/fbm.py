@@ -4,7 +4,7 @@ The input is split into ``len(k_list)`` high bands and one low band with exact l
 masks (``frequency.lowpass_masks``); each band is scaled by a spatial map predicted from
 the input.
 The parameter name ``freq_weight_conv_list`` is the original's, for its checkpoints.
-See SPEC-fdconv.md section 6.
+See docs/spec.md section 6.
 """
 
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from .frequency import band_masks, lowpass_row_masks, lowpass_widths
+from . import reference
+from .frequency import lowpass_row_masks, lowpass_widths
+from .helpers import is_exporting
 from .ksm import HEAD_INIT_STD
-from .onnx_export import fbm_forward, is_exporting
 
 FBM_ACTS = ('sigmoid', 'tanh', 'softmax')
 
@@ -36,6 +37,7 @@ class FrequencyBandModulation(nn.Module):
             (over the ``G`` maps, times ``G``). Defaults to 'sigmoid'.
         spatial_kernel (int): Odd kernel size of the weight convs. Defaults to 3.
         spatial_group (int): ``G``, weight maps per band. Defaults to 1.
+        device, dtype: Factory arguments of the parameters, as ``nn.Conv2d``'s.
     """
 
     def __init__(
@@ -46,6 +48,8 @@ class FrequencyBandModulation(nn.Module):
         act: str = 'sigmoid',
         spatial_kernel: int = 3,
         spatial_group: int = 1,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
         self.k_list = tuple(k_list)
@@ -60,6 +64,8 @@ class FrequencyBandModulation(nn.Module):
                 spatial_kernel,
                 padding=spatial_kernel // 2,
                 groups=spatial_group,
+                device=device,
+                dtype=dtype,
             )
             for _ in range(num_weighted)
         )
@@ -88,30 +94,32 @@ class FrequencyBandModulation(nn.Module):
         # Viewed here, not in the autograd function: an in-place op may then follow.
         return BandModulation.apply(x, weight, bias, settings)[0].view_as(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C, H, W)."""
-        if is_exporting():
-            return fbm_forward(self, x)
-        if torch.jit.is_tracing():
-            return self.forward_as_specified(x)
+    def forward(self, x: Tensor, backend: Optional[Any] = None) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W).
+
+        Args:
+            x (Tensor): (B, C, H, W).
+            backend: Run :func:`.reference.fbm` with this transform backend
+                (``reference.TORCH_FFT`` or ``reference.REAL_DFT``), as FDConv's reference
+                composition does; None picks the path itself: the export path under an
+                export, the definition under ``torch.jit.trace``, else the fast path.
+        """
+        if backend is None and is_exporting():
+            backend = reference.REAL_DFT
+        if backend is None and torch.jit.is_tracing():
+            backend = reference.TORCH_FFT
+        if backend is not None:
+            return reference.fbm(self, x, backend)
         return self.modulate(x, *self.stacked_conv())
 
     def forward_as_specified(self, x: Tensor) -> Tensor:
-        """SPEC section 6 operator by operator: ``rfft2``, ``n + 1`` masked ``irfft2``,
-        one conv per band.
+        """docs/spec.md section 6 as it reads (:func:`.reference.fbm` with ``torch.fft``):
+        ``rfft2``, ``n + 1`` masked ``irfft2``, one conv per band.
 
-        What ``torch.jit.trace`` records (FLOP counters count the specification's work,
+        What ``torch.jit.trace`` records (FLOP counters count the definition's work,
         scoped to the convs' modules); the same function as :meth:`forward`.
         """
-        height, width = x.shape[-2:]
-        masks = band_masks(height, width, self.k_list, x.device)
-        fft_dtype = torch.promote_types(x.dtype, torch.float32)
-        with torch.autocast(x.device.type, enabled=False):
-            spectrum = torch.fft.rfft2(x.to(fft_dtype), norm='ortho')
-            bands = torch.fft.irfft2(
-                spectrum.unsqueeze(1) * masks[:, None], s=(height, width), norm='ortho'
-            )
-        return self.combine_bands(x, bands)
+        return reference.fbm(self, x, reference.TORCH_FFT)
 
     def combine_bands(self, x: Tensor, bands: Tensor) -> Tensor:
         """``sum_i w_i * band_i`` with the band weights predicted from ``x``.

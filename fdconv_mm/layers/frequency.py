@@ -4,7 +4,7 @@ Everything here depends on shapes alone and is computed on the CPU, once, whatev
 default device (``with torch.device('cuda')``: the frequency groups must come from the CPU
 sort, SPEC section 4): the results are cached, and a layer looks them up instead of
 rebuilding them at every forward.
-See SPEC-fdconv.md sections 4, 6 and 7.
+See docs/spec.md sections 4, 6 and 7.
 """
 
 from functools import lru_cache
@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .helpers import IntOrPair, to_pair
 
 
 def signed_frequency_index(n: int) -> Tensor:
@@ -139,52 +141,56 @@ def lowpass_row_masks(
 
 
 def kernel_to_matrix(kernel: Tensor) -> Tensor:
-    """The weight matrix of SPEC section 4: (..., Cout, Cin, kh, kw) -> (..., Cout*kh, Cin*kw),
-    row ``co*kh + i``, column ``ci*kw + j`` (a copy unless the layout allows a view)."""
+    """The weight matrix of docs/spec.md section 4: (..., Cout, Cin, kh, kw) ->
+    (..., Cout*kh, Cin*kw), row ``co*kh + i``, column ``ci*kw + j`` (a copy unless the
+    layout allows a view)."""
     *lead, out_channels, in_channels, kernel_h, kernel_w = kernel.shape
     matrix = kernel.transpose(-3, -2)
     return matrix.reshape(*lead, out_channels * kernel_h, in_channels * kernel_w)
 
 
-def matrix_to_kernel(matrix: Tensor, kernel_size: int) -> Tensor:
-    """Inverse of :func:`kernel_to_matrix` for square kernels, a permuted view:
-    (..., Cout*k, Cin*k) -> (..., Cout, Cin, k, k)."""
+def matrix_to_kernel(matrix: Tensor, kernel_size: IntOrPair) -> Tensor:
+    """Inverse of :func:`kernel_to_matrix`, a permuted view:
+    (..., Cout*kh, Cin*kw) -> (..., Cout, Cin, kh, kw)."""
     *lead, rows, cols = matrix.shape
-    k = kernel_size
-    return matrix.reshape(*lead, rows // k, k, cols // k, k).transpose(-3, -2)
+    kernel_h, kernel_w = to_pair(kernel_size)
+    return matrix.reshape(*lead, rows // kernel_h, kernel_h, cols // kernel_w, kernel_w).transpose(
+        -3, -2
+    )
 
 
 def kernel_to_spectrum(weight: Tensor, param_ratio: int = 1) -> Tensor:
-    """Convert a spatial conv weight to FDConv's ``dft_weight`` (SPEC section 7).
+    """Convert a spatial conv weight to FDConv's ``dft_weight`` (docs/spec.md section 7).
 
-    The weight is laid out as the ``(Cout*k, Cin*k)`` matrix (:func:`kernel_to_matrix`),
+    The weight is laid out as the ``(Cout*kh, Cin*kw)`` matrix (:func:`kernel_to_matrix`),
     transformed with ``rfft2`` in (at least) float32 and divided by ``min(Cin, Cout) // 2``.
 
     Args:
-        weight (Tensor): (Cout, Cin, k, k).
+        weight (Tensor): (Cout, Cin, kh, kw).
         param_ratio (int): Number of copies ``P``. Defaults to 1.
 
     Returns:
-        Tensor: (P, Cout*k, Cin*k // 2 + 1, 2), real and imaginary parts.
+        Tensor: (P, Cout*kh, Cin*kw // 2 + 1, 2), real and imaginary parts, contiguous.
     """
     out_channels, in_channels = weight.shape[:2]
     matrix = kernel_to_matrix(weight)
     fft_dtype = torch.promote_types(matrix.dtype, torch.float32)
     spectrum = torch.view_as_real(torch.fft.rfft2(matrix.to(fft_dtype)))
     spectrum = spectrum / (min(out_channels, in_channels) // 2)
-    return spectrum.unsqueeze(0).repeat(param_ratio, 1, 1, 1)
+    return spectrum.unsqueeze(0).repeat(param_ratio, 1, 1, 1).contiguous()
 
 
 def spectrum_to_kernel(
-    spectrum: Tensor, out_channels: int, in_channels: int, kernel_size: int
+    spectrum: Tensor, out_channels: int, in_channels: int, kernel_size: IntOrPair
 ) -> Tensor:
     """Inverse of the layout of :func:`kernel_to_spectrum`, without its scaling.
 
     Args:
-        spectrum (Tensor): complex, (B, Cout*k, Cin*k // 2 + 1).
+        spectrum (Tensor): complex, (B, Cout*kh, Cin*kw // 2 + 1).
 
     Returns:
-        Tensor: real, (B, Cout, Cin, k, k).
+        Tensor: real, (B, Cout, Cin, kh, kw).
     """
-    rows, cols = out_channels * kernel_size, in_channels * kernel_size
+    kernel_h, kernel_w = to_pair(kernel_size)
+    rows, cols = out_channels * kernel_h, in_channels * kernel_w
     return matrix_to_kernel(torch.fft.irfft2(spectrum, s=(rows, cols)), kernel_size)

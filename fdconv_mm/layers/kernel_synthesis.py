@@ -1,6 +1,7 @@
-"""FDConv's per-sample aggregate kernels (SPEC sections 4-5), with a hand-written backward.
+"""FDConv's per-sample aggregate kernels (docs/spec.md sections 4-5), with a hand-written
+backward: the fast path's kernels (:mod:`.reference` is the definition it is tested against).
 
-The kernels are built as matrices ``(B, Cout*k, Cin*k)`` laid out ``(co, i, ci, j)``, the
+The kernels are built as matrices ``(B, Cout*kh, Cin*kw)`` laid out ``(co, i, ci, j)``, the
 layout of ``irfft2``'s output, and every attention is brought to that layout:
 
 ``A = irfft2(alpha * S * ka[group]) * h(z) * row * column``
@@ -15,12 +16,36 @@ over kernel-sized tensors and fewer of them alive at once than autograd would us
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .ksm import local_logits, local_logits_backward
+from .reference import position_groups
+
+
+class KernelInputs(NamedTuple):
+    """What the kernels are built from (each tensor or None where its factor is absent).
+
+    Attributes:
+        groups (Tensor): (Cout*kh, Cin*kw // 2 + 1) int64, the frequency group of each
+            Fourier position (no gradient).
+        spectrum (Tensor): (P, Cout*kh, Cin*kw // 2 + 1, 2), the Fourier weight.
+        group_attention (Tensor | None): (B, K*P).
+        local_features (Tensor | None): (B, Cin), KSM-local's normalized channel means.
+        local_weight (Tensor | None): (Cout*kh*kw, 1, e), KSM-local's Conv1d weight.
+        row_scale (Tensor | None): (B, Cout or 1, kh, 1, kw), spatial (and filter) attention.
+        column_scale (Tensor | None): (B, 1, 1, Cin, 1), channel attention.
+    """
+
+    groups: Tensor
+    spectrum: Tensor
+    group_attention: Optional[Tensor]
+    local_features: Optional[Tensor]
+    local_weight: Optional[Tensor]
+    row_scale: Optional[Tensor]
+    column_scale: Optional[Tensor]
 
 
 @dataclass
@@ -28,23 +53,17 @@ class KernelCache:
     """What the backward pass needs from the rebuilt kernels."""
 
     group_map: Optional[Tensor]  # alpha * ka spread to every Fourier position
-    fourier: Tensor  # irfft2 kernels, (B or 1, Cout, k, Cin, k)
-    local: Optional[Tensor]  # KSM-local's activation h(z), (B, Cout, k, Cin, k)
+    fourier: Tensor  # irfft2 kernels, (B or 1, Cout, kh, Cin, kw)
+    local: Optional[Tensor]  # KSM-local's activation h(z), (B, Cout, kh, Cin, kw)
 
 
 @dataclass(frozen=True)
 class KernelSynthesis:
-    """Builds ``A`` from its inputs and back-propagates into them.
-
-    The inputs, in order: ``groups`` (Cout*k, Cin*k // 2 + 1), the frequency group of
-    each position (int64, no gradient), ``spectrum`` (P, Cout*k, Cin*k // 2 + 1, 2),
-    ``group_attention``
-    (B, K*P) or None, ``local_features`` (B, Cin) (KSM-local's normalized means) or None,
-    ``local_weight`` (KSM-local's Conv1d weight) or None, ``row_scale``
-    (B, Cout or 1, k, 1, k) or None, ``column_scale`` (B, 1, 1, Cin, 1) or None.
+    """Builds ``A`` from its :class:`KernelInputs` and back-propagates into them.
 
     Args:
-        out_channels, in_channels, kernel_size (int): The layer's shape.
+        out_channels, in_channels (int): The layer's channels.
+        kernel_size (tuple[int, int]): ``(kh, kw)``.
         kernel_num (int): ``K``.
         param_ratio (int): ``P``.
         alpha (float): ``min(Cin, Cout) // 2 * K * P``.
@@ -54,7 +73,7 @@ class KernelSynthesis:
 
     out_channels: int
     in_channels: int
-    kernel_size: int
+    kernel_size: Tuple[int, int]
     kernel_num: int
     param_ratio: int
     alpha: float
@@ -63,7 +82,7 @@ class KernelSynthesis:
 
     @property
     def matrix_size(self) -> Tuple[int, int]:
-        return self.out_channels * self.kernel_size, self.in_channels * self.kernel_size
+        return self.out_channels * self.kernel_size[0], self.in_channels * self.kernel_size[1]
 
     def _local_factor(self, row_scale: Optional[Tensor], column_scale: Optional[Tensor]):
         """The small factor that multiplies ``h(z)`` (or the kernels without KSM-local)."""
@@ -73,30 +92,39 @@ class KernelSynthesis:
                 factor = scale if factor is None else factor * scale
         return factor
 
+    @property
+    def block_shape(self) -> Tuple[int, int, int, int]:
+        """The kernel matrices' ``(Cout, kh, Cin, kw)`` blocks."""
+        kernel_h, kernel_w = self.kernel_size
+        return self.out_channels, kernel_h, self.in_channels, kernel_w
+
     def build(
-        self, *inputs: Optional[Tensor], keep: bool = False
+        self, inputs: KernelInputs, keep: bool = False
     ) -> Tuple[Tensor, Optional[KernelCache]]:
-        """The kernel matrices (B or 1, Cout*k, Cin*k) and, if ``keep``, a cache."""
-        groups, spectrum, group_att, local_features, local_weight, row_scale, column_scale = inputs
+        """The kernel matrices (B or 1, Cout*kh, Cin*kw) and, if ``keep``, a cache."""
+        spectrum = inputs.spectrum
         dtype = torch.promote_types(spectrum.dtype, torch.float32)
-        cout, cin, k = self.out_channels, self.in_channels, self.kernel_size
         with torch.autocast(spectrum.device.type, enabled=False):
-            fourier, group_map = fourier_kernels(
+            fourier, group_map = fourier_matrices(
                 spectrum,
-                group_att,
-                groups,
+                inputs.group_attention,
+                inputs.groups,
                 self.kernel_num,
                 self.param_ratio,
                 self.alpha,
                 self.matrix_size,
             )
-            fourier = fourier.view(-1, cout, k, cin, k)
-            factor = self._local_factor(row_scale, column_scale)
+            fourier = fourier.view(-1, *self.block_shape)
+            factor = self._local_factor(inputs.row_scale, inputs.column_scale)
             factor = None if factor is None else factor.to(dtype)
             local = None
-            if local_features is not None:
-                logits = local_logits(local_features.to(dtype), local_weight.to(dtype), k)
-                local = logits.view(-1, cout, k, cin, k)
+            if inputs.local_features is not None:
+                logits = local_logits(
+                    inputs.local_features.to(dtype),
+                    inputs.local_weight.to(dtype),
+                    self.kernel_size[1],
+                )
+                local = logits.view(-1, *self.block_shape)
                 if self.local_act == 'tanh':
                     local.tanh_().add_(1)
                 else:
@@ -110,43 +138,46 @@ class KernelSynthesis:
 
     def backward(
         self,
-        inputs: Sequence[Optional[Tensor]],
+        inputs: KernelInputs,
         cache: KernelCache,
         grad_kernels: Tensor,
-        needs: Sequence[bool],
-    ) -> Tuple[Optional[Tensor], ...]:
+        needs: KernelInputs,
+    ) -> KernelInputs:
         """Gradients of the inputs (None where ``needs`` is false) from ``dL/dA``.
 
         Args:
-            inputs: As :meth:`build`'s.
-            cache: From ``build(*inputs, keep=True)``; its tensors are overwritten.
-            grad_kernels (Tensor): (B, Cout*k, Cin*k).
-            needs (Sequence[bool]): Which inputs need a gradient.
+            inputs (KernelInputs): As :meth:`build`'s.
+            cache (KernelCache): From ``build(inputs, keep=True)``; its tensors are
+                overwritten.
+            grad_kernels (Tensor): (B, Cout*kh, Cin*kw).
+            needs (KernelInputs): Which inputs need a gradient (bools).
         """
-        groups, spectrum, group_att, local_features, local_weight, row_scale, column_scale = inputs
+        row_scale, column_scale = inputs.row_scale, inputs.column_scale
         dtype = cache.fourier.dtype
-        cout, cin, k = self.out_channels, self.in_channels, self.kernel_size
         batch, spectrum_batch = grad_kernels.shape[0], cache.fourier.shape[0]
-        grads = [None] * 7
-        grad = grad_kernels.to(dtype).view(batch, cout, k, cin, k)
+        grads: Dict[str, Optional[Tensor]] = dict.fromkeys(KernelInputs._fields)
+        grad = grad_kernels.to(dtype).view(batch, *self.block_shape)
         local = cache.local
         factor = self._local_factor(row_scale, column_scale)
         factor = None if factor is None else factor.to(dtype)
         sigmoid_multi = self.att_multi if local is not None and self.local_act != 'tanh' else 1.0
-        needs_scales = needs[5] or needs[6]
-        if needs[3] or needs[4] or needs_scales:
+        needs_local = needs.local_features or needs.local_weight
+        if needs_local or needs.row_scale or needs.column_scale:
             # dL/d(h(z) * factor) = grad * fourier; times h(z) it gives the scales'.
             # (fourier is not needed afterwards: it holds the product where it can.)
             through = _scaled(cache.fourier, grad, in_place=True)
             if local is not None:
                 through.mul_(local)
-            for index, scale, other in ((5, row_scale, column_scale), (6, column_scale, row_scale)):
-                if needs[index] and other is None:  # sum first: no kernel-sized product
-                    grads[index] = through.sum_to_size(scale.shape) * sigmoid_multi
-                elif needs[index]:
+            for name, scale, other in (
+                ('row_scale', row_scale, column_scale),
+                ('column_scale', column_scale, row_scale),
+            ):
+                if getattr(needs, name) and other is None:  # sum first: no kernel-sized product
+                    grads[name] = through.sum_to_size(scale.shape) * sigmoid_multi
+                elif getattr(needs, name):
                     other = other.to(dtype) * sigmoid_multi
-                    grads[index] = (through * other).sum_to_size(scale.shape)
-            if local is not None and (needs[3] or needs[4]):
+                    grads[name] = (through * other).sum_to_size(scale.shape)
+            if local is not None and needs_local:
                 # through = dL/dh * h; dh/dz = h (1 - h) (sigmoid), h (2 - h) (1 + tanh)
                 if factor is not None or sigmoid_multi != 1.0:
                     through.mul_(sigmoid_multi if factor is None else factor * sigmoid_multi)
@@ -154,15 +185,15 @@ class KernelSynthesis:
                     through.mul_(2).addcmul_(through, local, value=-0.5)
                 else:
                     through.addcmul_(through, local, value=-1)
-                grads[3], grads[4] = local_logits_backward(
+                grads['local_features'], grads['local_weight'] = local_logits_backward(
                     through.view(batch, *self.matrix_size),
-                    local_features.to(dtype),
-                    local_weight.to(dtype),
-                    k,
-                    (needs[3], needs[4]),
+                    inputs.local_features.to(dtype),
+                    inputs.local_weight.to(dtype),
+                    self.kernel_size[1],
+                    (needs.local_features, needs.local_weight),
                 )
             del through
-        if needs[1] or needs[2]:
+        if needs.spectrum or needs.group_attention:
             # dL/dfourier = grad * h(z) * factor, summed over the batch for a shared kernel.
             if local is not None:
                 grad.mul_(local)
@@ -170,11 +201,18 @@ class KernelSynthesis:
                 grad.mul_(sigmoid_multi if factor is None else factor * sigmoid_multi)
             if spectrum_batch == 1 and batch > 1:
                 grad = grad.sum(0, keepdim=True)
-            grads[1], grads[2] = self._fourier_backward(
-                groups, spectrum, cache.group_map, grad, (needs[1], needs[2])
+            grads['spectrum'], grads['group_attention'] = self._fourier_backward(
+                inputs.groups,
+                inputs.spectrum,
+                cache.group_map,
+                grad,
+                (needs.spectrum, needs.group_attention),
             )
-        return tuple(
-            None if g is None or t is None else g.to(t.dtype) for g, t in zip(grads, inputs)
+        return KernelInputs(
+            *(
+                None if grads[name] is None or tensor is None else grads[name].to(tensor.dtype)
+                for name, tensor in zip(KernelInputs._fields, inputs)
+            )
         )
 
     def _fourier_backward(
@@ -183,9 +221,10 @@ class KernelSynthesis:
         spectrum: Tensor,
         group_map: Optional[Tensor],
         grad: Tensor,
-        needs: Sequence[bool],
+        needs: Tuple[bool, bool],
     ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         """Gradients of ``spectrum`` and ``group_attention`` from ``dL/dirfft2``."""
+        needs_spectrum, needs_group = needs
         rows, cols = self.matrix_size
         # irfft2's adjoint: rfft2 scaled by 1/N, the columns standing for two conjugate
         # frequencies doubled (torch's own formula for c2r).
@@ -195,25 +234,25 @@ class KernelSynthesis:
         spectrum = spectrum.to(grad_mixed.dtype)
         grad_spectrum = grad_group = None
         if group_map is None:
-            if needs[0]:
+            if needs_spectrum:
                 grad_spectrum = grad_mixed.sum(0, keepdim=True) * self.alpha
                 grad_spectrum = grad_spectrum.expand_as(spectrum).contiguous()
             return grad_spectrum, None
         batch = group_map.shape[0]
         grad_mixed = grad_mixed.unsqueeze(1)  # (B, 1, rows, cols // 2 + 1, 2)
-        if needs[0]:
+        if needs_spectrum:
             # sum_b dL/dmixed_b * map_b, accumulated sample by sample: no batch-sized product.
             grad_spectrum = torch.mul(grad_mixed[0], group_map[0])
             for sample in range(1, batch):
                 grad_spectrum.addcmul_(grad_mixed[sample], group_map[sample])
-        if needs[1]:
+        if needs_group:
             # Re(conj(S) * dL/dmixed) from the real and imaginary parts as strided views:
             # one real map per sample, never the complex product.
             position_grad = torch.mul(grad_mixed[..., 0], spectrum[..., 0])
             position_grad = position_grad.addcmul_(grad_mixed[..., 1], spectrum[..., 1])
             position_grad = position_grad.view(batch, -1)
             grad_group = grad_mixed.new_zeros(batch, self.kernel_num * self.param_ratio)
-            index = _position_groups(groups, self.kernel_num, self.param_ratio)
+            index = position_groups(groups, self.kernel_num, self.param_ratio)
             grad_group.index_add_(1, index, position_grad)
             grad_group.mul_(self.alpha)
         return grad_spectrum, grad_group
@@ -228,16 +267,7 @@ def _scaled(tensor: Tensor, scale: Optional[Tensor], in_place: bool) -> Tensor:
     return tensor * scale
 
 
-def _position_groups(groups: Tensor, kernel_num: int, param_ratio: int) -> Tensor:
-    """Index into the (B, K*P) attentions of every (copy, position)."""
-    index = groups.view(-1)
-    if param_ratio > 1:
-        offsets = torch.arange(param_ratio, device=index.device) * kernel_num
-        index = (index + offsets.view(-1, 1)).view(-1)
-    return index
-
-
-def fourier_kernels(
+def fourier_matrices(
     spectrum: Tensor,
     group_attention: Optional[Tensor],
     groups: Tensor,
@@ -246,23 +276,23 @@ def fourier_kernels(
     alpha: float,
     size: Tuple[int, int],
 ) -> Tuple[Tensor, Optional[Tensor]]:
-    """FDW (SPEC section 4): each sample's kernel matrix from the Fourier weight.
+    """FDW (docs/spec.md section 4): each sample's kernel matrix from the Fourier weight.
 
     ``irfft2(alpha * sum_p S_p * ka[p*K + group])``, in float32 (float64 for a float64
     spectrum). Differentiable; the caller disables autocast.
 
     Args:
-        spectrum (Tensor): (P, Cout*k, Cin*k // 2 + 1, 2).
+        spectrum (Tensor): (P, Cout*kh, Cin*kw // 2 + 1, 2).
         group_attention (Tensor | None): (B, K*P), or None for a single group.
-        groups (Tensor): (Cout*k, Cin*k // 2 + 1) frequency group of each position.
+        groups (Tensor): (Cout*kh, Cin*kw // 2 + 1) frequency group of each position.
         kernel_num, param_ratio (int): ``K``, ``P``.
         alpha (float): ``min(Cin, Cout) // 2 * K * P``.
-        size (tuple[int, int]): ``(Cout*k, Cin*k)``.
+        size (tuple[int, int]): ``(Cout*kh, Cin*kw)``.
 
     Returns:
-        tuple: the matrices (B, Cout*k, Cin*k) (B is 1 without group attention), laid
+        tuple: the matrices (B, Cout*kh, Cin*kw) (B is 1 without group attention), laid
         out ``(co, i, ci, j)``; and ``alpha * ka`` spread to every position
-        (B, P, Cout*k, Cin*k // 2 + 1, 1), or None.
+        (B, P, Cout*kh, Cin*kw // 2 + 1, 1), or None.
     """
     spectrum = spectrum.to(torch.promote_types(spectrum.dtype, torch.float32))
     if group_attention is None:
@@ -271,7 +301,7 @@ def fourier_kernels(
     else:
         # Each Fourier position takes the attention of its group: one gather of the
         # (B, K*P) attentions, scaled by alpha before they are spread out.
-        index = _position_groups(groups, kernel_num, param_ratio)
+        index = position_groups(groups, kernel_num, param_ratio)
         group_map = torch.index_select(group_attention.to(spectrum.dtype) * alpha, 1, index)
         group_map = group_map.view(-1, param_ratio, *groups.shape, 1)
         mixed = spectrum * group_map

@@ -3,17 +3,19 @@
 The global branch predicts channel, filter, spatial and frequency-group attentions; the
 local branch predicts one attention per kernel element. Module and parameter names
 (``fc``, ``bn``, ``relu``, ``channel_fc``, ...) are the original's, so that its
-checkpoints load. See SPEC-fdconv.md sections 3 and 5.
+checkpoints load. See docs/spec.md sections 3 and 5.
 """
 
 import math
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .helpers import IntOrPair, to_pair
 
 ATTENTION_ACTS = ('sigmoid', 'tanh')
 HEAD_INIT_STD = 1e-6
@@ -34,10 +36,10 @@ def local_kernel_size(in_channels: int) -> int:
 class StarReLU(nn.Module):
     """StarReLU, ``scale * relu(x) ** 2 + bias`` with learnable scalars (MetaFormer)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: Any = None, dtype: Optional[torch.dtype] = None) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-        self.bias = nn.Parameter(torch.zeros(1))
+        self.scale = nn.Parameter(torch.ones(1, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(1, device=device, dtype=dtype))
 
     def reset_parameters(self) -> None:
         nn.init.ones_(self.scale)
@@ -57,7 +59,8 @@ class KernelSpatialModulationGlobal(nn.Module):
     Args:
         in_channels (int): ``Cin``.
         out_channels (int): ``Cout``.
-        kernel_size (int): ``k``; no spatial head when 1.
+        kernel_size (int | tuple[int, int]): ``(kh, kw)``; no spatial head when
+            ``kh * kw == 1``.
         num_groups (int): ``K * P`` group attentions; no head when 1.
         reduction (float): Hidden width ratio. Defaults to 0.0625.
         temperature (float): ``T`` of the channel/filter/spatial heads. Defaults to 1.0.
@@ -65,13 +68,14 @@ class KernelSpatialModulationGlobal(nn.Module):
         att_multi (float): ``m``, the sigmoid scale. Defaults to 2.0.
         act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
         only_kernel_attention (bool): Create only the group head. Defaults to False.
+        device, dtype: Factory arguments of the parameters, as ``nn.Conv2d``'s.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
+        kernel_size: IntOrPair,
         num_groups: int,
         reduction: float = 0.0625,
         temperature: float = 1.0,
@@ -79,25 +83,29 @@ class KernelSpatialModulationGlobal(nn.Module):
         att_multi: float = 2.0,
         act: str = 'sigmoid',
         only_kernel_attention: bool = False,
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        factory = dict(device=device, dtype=dtype)
         hidden = max(int(in_channels * reduction), 16)
-        self.kernel_size = kernel_size
+        self.kernel_size = to_pair(kernel_size)
+        kernel_area = self.kernel_size[0] * self.kernel_size[1]
         self.num_groups = num_groups
         self.temperature = temperature
         self.kernel_temperature = kernel_temperature
         self.att_multi = att_multi
         self.act = act
-        self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False)
-        self.bn = nn.BatchNorm2d(hidden)
-        self.relu = StarReLU()
+        self.fc = nn.Conv2d(in_channels, hidden, 1, bias=False, **factory)
+        self.bn = nn.BatchNorm2d(hidden, **factory)
+        self.relu = StarReLU(**factory)
         with_heads = not only_kernel_attention
-        self.channel_fc = nn.Conv2d(hidden, in_channels, 1) if with_heads else None
-        self.filter_fc = nn.Conv2d(hidden, out_channels, 1) if with_heads else None
+        self.channel_fc = nn.Conv2d(hidden, in_channels, 1, **factory) if with_heads else None
+        self.filter_fc = nn.Conv2d(hidden, out_channels, 1, **factory) if with_heads else None
         self.spatial_fc = (
-            nn.Conv2d(hidden, kernel_size**2, 1) if with_heads and kernel_size > 1 else None
+            nn.Conv2d(hidden, kernel_area, 1, **factory) if with_heads and kernel_area > 1 else None
         )
-        self.kernel_fc = nn.Conv2d(hidden, num_groups, 1) if num_groups > 1 else None
+        self.kernel_fc = nn.Conv2d(hidden, num_groups, 1, **factory) if num_groups > 1 else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -137,7 +145,7 @@ class KernelSpatialModulationGlobal(nn.Module):
             pooled (Tensor): (B, Cin, 1, 1).
 
         Returns:
-            tuple: channel (B, Cin), filter (B, Cout), spatial (B, k, k) and group
+            tuple: channel (B, Cin), filter (B, Cout), spatial (B, kh, kw) and group
             (B, K*P) attentions, each ``None`` where it is constant.
         """
         hidden = self.relu(self._normalize(self.fc(pooled)))
@@ -152,7 +160,7 @@ class KernelSpatialModulationGlobal(nn.Module):
 
         spatial = head(self.spatial_fc)
         if spatial is not None:
-            spatial = spatial.view(batch, self.kernel_size, self.kernel_size)
+            spatial = spatial.view(batch, *self.kernel_size)
         kernel = None
         if self.kernel_fc is not None:
             logits = self.kernel_fc(hidden).flatten(1) / self.kernel_temperature
@@ -176,35 +184,38 @@ def _normalizes_samples_alone(bn: nn.Module) -> bool:
 class KernelSpatialModulationLocal(nn.Module):
     """Local KSM: one attention per kernel element from a 1-D conv over channel means.
 
-    ``LayerNorm`` over the ``Cin`` channel means, then ``Conv1d(1 -> Cout*k*k)`` of odd
+    ``LayerNorm`` over the ``Cin`` channel means, then ``Conv1d(1 -> Cout*kh*kw)`` of odd
     length ``e`` (:func:`local_kernel_size`) across the channels.
 
     Args:
         in_channels (int): ``Cin``.
         out_channels (int): ``Cout``.
-        kernel_size (int): ``k``.
+        kernel_size (int | tuple[int, int]): ``(kh, kw)``.
         att_multi (float): ``m``, the sigmoid scale. Defaults to 2.0.
         act (str): 'sigmoid' or 'tanh'. Defaults to 'sigmoid'.
+        device, dtype: Factory arguments of the parameters, as ``nn.Conv2d``'s.
     """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int,
+        kernel_size: IntOrPair,
         att_multi: float = 2.0,
         act: str = 'sigmoid',
+        device: Any = None,
+        dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
+        factory = dict(device=device, dtype=dtype)
         length = local_kernel_size(in_channels)
         self.out_channels = out_channels
-        self.kernel_size = kernel_size
+        self.kernel_size = to_pair(kernel_size)
         self.att_multi = att_multi
         self.act = act
-        self.conv = nn.Conv1d(
-            1, out_channels * kernel_size**2, length, padding=(length - 1) // 2, bias=False
-        )
-        self.norm = nn.LayerNorm(in_channels)
+        outputs = out_channels * self.kernel_size[0] * self.kernel_size[1]
+        self.conv = nn.Conv1d(1, outputs, length, padding=(length - 1) // 2, bias=False, **factory)
+        self.norm = nn.LayerNorm(in_channels, **factory)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -224,29 +235,30 @@ class KernelSpatialModulationLocal(nn.Module):
 
         Args:
             pooled (Tensor): (B, Cin, 1, 1).
-            spatial_attention (Tensor | None): (B, k, k).
+            spatial_attention (Tensor | None): (B, kh, kw).
 
         Returns:
-            Tensor: (B, Cout, Cin, k, k), a permuted view.
+            Tensor: (B, Cout, Cin, kh, kw), a permuted view.
         """
         batch, in_channels = pooled.shape[:2]
         logits = self.conv(self.norm(pooled.view(batch, 1, in_channels)))
-        k = self.kernel_size
-        logits = logits.view(batch, self.out_channels, k, k, in_channels)
+        kernel_h, kernel_w = self.kernel_size
+        logits = logits.view(batch, self.out_channels, kernel_h, kernel_w, in_channels)
         if self.act == 'tanh':
             attention = 1 + torch.tanh(logits)
             if spatial_attention is not None:
-                attention = attention * spatial_attention.view(batch, 1, k, k, 1)
+                attention = attention * spatial_attention.view(batch, 1, kernel_h, kernel_w, 1)
         else:
             scale = self.att_multi
             if spatial_attention is not None:
-                scale = spatial_attention.view(batch, 1, k, k, 1) * scale
+                scale = spatial_attention.view(batch, 1, kernel_h, kernel_w, 1) * scale
             attention = torch.sigmoid(logits) * scale
         return attention.permute(0, 1, 4, 2, 3)
 
 
 def _spread_channels(normalized: Tensor, kernel_size: int) -> Tensor:
-    """(B, Cin) -> (B, k, Cin*k): channel ``ci`` at position ``ci*k + j`` of channel ``j``."""
+    """(B, Cin) -> (B, kw, Cin*kw): channel ``ci`` at position ``ci*kw + j`` of channel ``j``
+    (``kernel_size`` is ``kw``)."""
     batch, in_channels = normalized.shape
     eye = torch.eye(kernel_size, dtype=normalized.dtype, device=normalized.device)
     spread = normalized[:, None, :, None] * eye.unsqueeze(1)
@@ -261,20 +273,20 @@ def _conv_options(weight: Tensor, kernel_size: int) -> Tuple[int, int]:
 def local_logits(normalized: Tensor, weight: Tensor, kernel_size: int) -> Tensor:
     """KSM-local's Conv1d logits laid out as FDConv's kernel matrices.
 
-    The Conv1d (one input channel, ``Cout*k*k`` outputs ``(co, i, j)``, over the ``Cin``
+    The Conv1d (one input channel, ``Cout*kh*kw`` outputs ``(co, i, j)``, over the ``Cin``
     normalized means) gives its logits as ``(co, i, j, ci)``; the kernel matrices
     (``irfft2``'s output) are ``(co, i, ci, j)``. Spreading channel ``ci`` to position
-    ``ci*k + j`` of input channel ``j`` and dilating the Conv1d by ``k`` gives the same
-    logits directly in the matrices' layout; the ``(Cout*k*k, 1, e)`` weight is read as
-    ``(Cout*k, k, e)`` without a copy.
+    ``ci*kw + j`` of input channel ``j`` and dilating the Conv1d by ``kw`` gives the same
+    logits directly in the matrices' layout; the ``(Cout*kh*kw, 1, e)`` weight is read as
+    ``(Cout*kh, kw, e)`` without a copy.
 
     Args:
         normalized (Tensor): (B, Cin).
-        weight (Tensor): (Cout*k*k, 1, e).
-        kernel_size (int): ``k``.
+        weight (Tensor): (Cout*kh*kw, 1, e).
+        kernel_size (int): ``kw``, the kernel's width.
 
     Returns:
-        Tensor: (B, Cout*k, Cin*k).
+        Tensor: (B, Cout*kh, Cin*kw).
     """
     padding, dilation = _conv_options(weight, kernel_size)
     spread = _spread_channels(normalized, kernel_size)

@@ -3,7 +3,7 @@
 import pytest
 
 from fdconv_mm import FDConv
-from fdconv_mm.layers.fdconv import FDConvLinear
+from fdconv_mm.layers import FDConvLinear
 
 
 def build(**options):
@@ -37,6 +37,14 @@ def build(**options):
         (dict(fbm_cfg=dict(spatial_group=5)), 'spatial_group=5 .*in_channels=32'),
         (dict(fbm_cfg=dict(init='random')), "fbm_cfg.init='random'"),
         (dict(kernel_num=8, n_freq_groups=16), 'kernel_num=8 and n_freq_groups=16'),
+        # one clear line, not a dict() or NaN surprise (issue 19)
+        (dict(fbm_cfg=[2, 4]), r'fbm_cfg=\[2, 4\] must be a dict of FBM settings'),
+        (dict(att_multi=float('nan')), 'att_multi=nan must be a positive float'),
+        (dict(att_multi=float('inf')), 'att_multi=inf'),
+        (dict(att_multi=0), 'att_multi=0'),
+        (dict(kernel_temp=float('nan')), 'kernel_temp=nan'),
+        (dict(reduction=float('inf')), 'reduction=inf'),
+        (dict(fbm_cfg=dict(k_list=[2, float('nan')])), 'k_list'),
     ],
 )
 def test_undefined_values_are_value_errors(options, match):

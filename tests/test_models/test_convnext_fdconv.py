@@ -95,7 +95,7 @@ def test_fdconv_at_init_reproduces_plain_backbone(linear_pw_conv):
     model = ConvNeXtFDConv(**SMALL, linear_pw_conv=linear_pw_conv, conv_cfg=CONV_CFG).eval()
     result = model.load_state_dict(plain.state_dict(), strict=False)
     assert result.unexpected_keys == []
-    assert result.missing_keys and all('KSM' in key for key in result.missing_keys)
+    assert result.missing_keys == []  # plain conv weights: the heads keep their init
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         for out, expected in zip(model(x), plain(x)):

@@ -1,0 +1,71 @@
+"""FDConv's training and inference path (the fast path).
+
+It computes the function of :mod:`.reference` with fewer passes over kernel-sized and
+feature-sized tensors: the small attentions come from autograd as usual; the per-sample
+kernels (:mod:`.kernel_synthesis`) and the FBM-modulated input are built inside one
+autograd function (:mod:`.sample_conv`) with hand-written gradients, which by default
+keeps neither for the backward pass and rebuilds both there (FDConv's
+``keep_for_backward`` keeps them instead). Where the kernels outweigh the feature maps
+(:meth:`FDConv.kernel_dominates`), the channel and filter attentions scale the input and
+output instead of the kernels: the same function (docs/spec.md section 5).
+"""
+
+import torch
+from torch import Tensor, nn
+
+from .kernel_synthesis import KernelInputs
+from .sample_conv import FeatureInputs, sample_conv
+
+
+def forward_fast(conv: nn.Module, x: Tensor) -> Tensor:
+    """An active FDConv: (B, Cin, H, W) -> (B, Cout, H', W').
+
+    Args:
+        conv (FDConv): An active layer.
+        x (Tensor): (B, Cin, H, W), B > 0.
+    """
+    batch, _, height, width = x.shape
+    kernel_h, kernel_w = conv.kernel_size
+    cout, cin = conv.out_channels, conv.in_channels
+    pooled = x.mean(dim=(2, 3), keepdim=True)
+    channel_att, filter_att, spatial_att, group_att = conv.KSM_Global(pooled)
+    on_features = conv.kernel_dominates(height, width)
+    row_scale = None if spatial_att is None else spatial_att.view(batch, 1, kernel_h, 1, kernel_w)
+    column_scale = None
+    if not on_features:
+        if filter_att is not None:
+            filters = filter_att.view(batch, cout, 1, 1, 1)
+            row_scale = filters if row_scale is None else row_scale * filters
+        if channel_att is not None:
+            column_scale = channel_att.view(batch, 1, 1, cin, 1)
+    fbm_weight, fbm_bias = conv.FBM.stacked_conv() if conv.FBM is not None else (None, None)
+    feature_scale = None
+    if on_features and channel_att is not None:
+        feature_scale = channel_att.view(batch, cin, 1, 1)
+    local = conv.KSM_Local
+    kernel_inputs = KernelInputs(
+        groups=conv.frequency_groups,
+        spectrum=conv.fourier_weight(),
+        group_attention=group_att,
+        local_features=None if local is None else local.normalize(pooled),
+        local_weight=None if local is None else local.conv.weight,
+        row_scale=row_scale,
+        column_scale=column_scale,
+    )
+    scale_output = on_features and filter_att is not None
+    out = sample_conv(
+        conv.conv_features,
+        conv.synthesis,
+        conv.conv_geometry,
+        x,
+        None if scale_output else conv.bias,
+        FeatureInputs(fbm_weight, fbm_bias, feature_scale),
+        kernel_inputs,
+        conv.keep_for_backward,
+    )
+    if scale_output:
+        filters = filter_att.view(batch, cout, 1, 1).to(out.dtype)
+        if conv.bias is None:
+            return out * filters
+        return torch.addcmul(conv.bias.view(1, -1, 1, 1).to(out.dtype), out, filters)
+    return out
