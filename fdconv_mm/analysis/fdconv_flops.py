@@ -5,7 +5,7 @@ norms, and ignores element-wise products. FDConv's own work is counted so:
 
 * its convolutions (the per-sample conv, KSM's 1x1 convs and Conv1d, FBM's band convs)
   and norms by the tracer's conv/norm handles, its FFTs by :mod:`.fft_flops`;
-* the element-wise products that define it (SPEC-fdconv.md sections 4-6) by this module,
+* the element-wise products that define it (docs/spec.md sections 4-6) by this module,
   one flop per real multiply-add, as the tracer counts a conv:
 
   - ``spectrum_mixing``: ``S_b[f] = sum_p ka[b, p, group(f)] * dft_weight[p, f]``, one

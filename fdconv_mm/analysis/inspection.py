@@ -250,7 +250,7 @@ def radial_profile(maps: Tensor) -> Tuple[Tensor, Tensor]:
 
 @dataclass
 class LocalModulationStats:
-    """KSM-local's modulation ``hr`` of one batch (SPEC section 5), one value per sample.
+    """KSM-local's modulation ``hr`` of one batch (docs/spec.md section 5), one value per sample.
 
     Attributes:
         mean, std, minimum, maximum (Tensor): (B,) over all kernel elements.
@@ -311,7 +311,7 @@ def band_ranges(k_list: Sequence[float], lowfreq_att: bool = False) -> List[Tupl
     ``max(|fy|, |fx|)`` lies between ``0.5 / k_i`` and ``0.5 / k_{i-1}`` (the first up to
     0.5); with ``lowfreq_att`` the last, ``low_n``, holds those below ``0.5 / k_n``. On
     which side a frequency exactly at a cut-off falls is decided by the float32 thresholds
-    of ``frequency.lowpass_masks`` (SPEC section 6).
+    of ``frequency.lowpass_masks`` (docs/spec.md section 6).
     """
     edges = [0.5] + [0.5 / k for k in k_list]
     ranges = [(edges[i + 1], edges[i]) for i in range(len(k_list))]

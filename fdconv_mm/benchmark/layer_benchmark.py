@@ -39,7 +39,7 @@ class LayerShape:
 class FourierKernelFloor(nn.Module):
     """Per-sample kernels from one ``irfft2`` of a weight spectrum, and the per-sample conv.
 
-    What any FDConv implementation computes at least (SPEC section 4): each sample's
+    What any FDConv implementation computes at least (docs/spec.md section 4): each sample's
     ``(Cout*k) x (Cin*k)`` kernel matrix as the inverse real FFT of its own spectrum, and
     each sample convolved with its kernel (one grouped conv); the backward pass adds the
     per-sample weight gradients and their ``rfft2``. Nothing else: no KSM (a per-sample

@@ -9,7 +9,7 @@ rule; a linear weight ``(Cout, Cin)`` is a 1x1 kernel.
 Seeing no model, it learns the backbone's options from its arguments (``conv_cfg``, the
 FDConv stages, and for a ResNet with ``dcn`` the DCN stages, whose ``conv2`` stays a DCN).
 A backbone loading a plain checkpoint needs none of this: each of its active FDConv layers
-converts the spatial ``weight`` it is handed (SPEC section 7).
+converts the spatial ``weight`` it is handed (docs/spec.md section 7).
 """
 
 import re
@@ -21,7 +21,7 @@ from torch import Tensor
 from ..layers import is_fdconv_active, kernel_to_spectrum
 
 MODEL_TYPES = ('resnet', 'swin', 'vit', 'convnext')
-# Weights of the convs that the backbones build with conv_cfg (SPEC section 8: the convs of
+# Weights of the convs that the backbones build with conv_cfg (docs/spec.md section 8: the convs of
 # every residual block, not the stem nor the downsample shortcut; Swin: the two FFN linears;
 # 'vit': the two 1x1 convs of mmseg MiT's MixFFN (layers.{stage}.1.{block}.ffn.layers.0 and
 # .4, around the depth-wise conv) or the two linears of mmseg ViT's FFN, which has no stages;

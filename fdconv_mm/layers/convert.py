@@ -2,9 +2,10 @@
 
 :func:`convert_to_fdconv` is to FDConv what ``nn.SyncBatchNorm.convert_sync_batchnorm`` is
 to BatchNorm: it walks a model and replaces every ``nn.Conv2d`` (and, if asked, every
-``nn.Linear`` over tokens) that FDConv's own rule makes active (SPEC section 1) by an FDConv
-of the same geometry, loading the old weight through the spectral conversion of SPEC
-section 7, so that the converted model starts from the original one.
+``nn.Linear`` over tokens) that FDConv's own rule makes active (docs/spec.md section 1)
+by an FDConv of the same geometry, loading the old weight through the spectral
+conversion of docs/spec.md section 7, so that the converted model starts from the
+original one.
 """
 
 import fnmatch
@@ -351,7 +352,7 @@ def convert_to_fdconv(
     if plan and fdconv_options.get('param_ratio', 1) != 1:
         logger.warning(
             'convert_to_fdconv: param_ratio=%s: the converted layers start at param_ratio '
-            'times their conv term (SPEC section 7 repeats the spectrum), not at the '
+            'times their conv term (docs/spec.md section 7 repeats the spectrum), not at the '
             'original model',
             fdconv_options['param_ratio'],
         )

@@ -11,6 +11,7 @@ output instead of the kernels: the same function (docs/spec.md section 5).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .kernel_synthesis import KernelInputs
@@ -69,3 +70,26 @@ def forward_fast(conv: nn.Module, x: Tensor) -> Tensor:
             return out * filters
         return torch.addcmul(conv.bias.view(1, -1, 1, 1).to(out.dtype), out, filters)
     return out
+
+
+def forward_empty(conv: nn.Module, x: Tensor) -> Tensor:
+    """A batch of no samples (e.g. no RoI): (0, Cin, H, W) -> (0, Cout, H', W').
+
+    As ``nn.Conv2d``: an empty output whose backward pass gives every parameter a zero
+    gradient (DDP expects one for each). The global KSM still runs, so that a
+    ``SyncBatchNorm`` in it still joins the other processes' collectives.
+    """
+    features = conv.conv_features(x, None, None, None)
+    geometry = conv.conv_geometry
+    out = F.conv2d(
+        features,
+        features.new_zeros(conv.out_channels, conv.in_channels, *conv.kernel_size),
+        None if conv.bias is None else conv.bias.to(features.dtype),
+        geometry.stride,
+        geometry.padding,
+        geometry.dilation,
+    )
+    attentions = conv.KSM_Global(x.mean(dim=(2, 3), keepdim=True))
+    anchors = [p.view(-1)[0] for p in conv.parameters()]
+    anchors += [a.sum() for a in attentions if a is not None]
+    return out + sum(anchors).to(out.dtype) * 0

@@ -1,24 +1,12 @@
 """FDConv: Frequency Dynamic Convolution, a drop-in replacement for ``nn.Conv2d``.
 
-Chen et al., "Frequency Dynamic Convolution for Dense Image Prediction", CVPR 2025.
-The weight lives in the Fourier domain, split into ``K`` disjoint frequency groups; a
-per-sample attention mixes the groups into a per-sample kernel (FDW), which is modulated
-element-wise (KSM), and the input's frequency bands are re-weighted before the
-convolution (FBM). docs/spec.md defines every formula, option and parameter name. The
+The module builds the layer (options: :mod:`.options`; state dicts: :mod:`.state_dict`)
+and dispatches its forward pass to one of two executions of one function (docs/spec.md):
+the fast path (:mod:`.fast_path`, training and inference, hand-written gradients), or the
+definition as it reads (:mod:`.reference`) on ``torch.fft`` (``forward_as_specified``,
+what ``torch.jit.trace`` records) or, under an ONNX export, on :mod:`.real_fft`. The
 attribute names ``dft_weight``, ``KSM_Global``, ``KSM_Local`` and ``FBM`` are the
 original's, so that its checkpoints load.
-
-This module builds the layer and dispatches its forward pass to one of two executions of
-the same function:
-
-* the fast path (:mod:`.fast_path`, training and inference), with hand-written
-  gradients;
-* the definition as it reads (:mod:`.reference`), with ``torch.fft``
-  (:meth:`FDConv.forward_as_specified`, what ``torch.jit.trace`` records) or, under an
-  ONNX export, with the real-arithmetic transforms of :mod:`.real_fft`.
-
-Options and their validation live in :mod:`.options`, state-dict conversion in
-:mod:`.state_dict`.
 """
 
 import math
@@ -30,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import reference
-from .fast_path import forward_fast
+from .fast_path import forward_empty, forward_fast
 from .fbm import FrequencyBandModulation
 from .frequency import frequency_group_index, kernel_to_spectrum, matrix_to_kernel
 from .helpers import IntOrPair, is_exporting
@@ -102,15 +90,8 @@ class FDConv(nn.Conv2d):
         factory = dict(device=device, dtype=dtype)
         conv_args = (stride, padding, dilation, groups, bias, padding_mode)
         super().__init__(in_channels, out_channels, kernel_size, *conv_args, **factory)
-        options = validate_options(
-            in_channels,
-            out_channels,
-            self.kernel_size,
-            self.stride,
-            groups,
-            options,
-            type(self).__name__,
-        )
+        shape = (in_channels, out_channels, self.kernel_size, self.stride, groups)
+        options = validate_options(*shape, options, type(self).__name__)
         self.fdconv_active = options is not None
         if options is None:
             return
@@ -344,7 +325,7 @@ class FDConv(nn.Conv2d):
         if x.dim() == 3:
             return self.forward(x.unsqueeze(0)).squeeze(0)
         if x.shape[0] == 0:
-            return self._forward_empty(x)
+            return forward_empty(self, x)
         if is_exporting():
             return reference.fdconv(self, x, reference.REAL_DFT)
         if torch.jit.is_tracing():
@@ -354,28 +335,6 @@ class FDConv(nn.Conv2d):
         if channels_last and not x.is_contiguous():
             return out.contiguous(memory_format=torch.channels_last)
         return out
-
-    def _forward_empty(self, x: Tensor) -> Tensor:
-        """A batch of no samples (e.g. no RoI): (0, Cin, H, W) -> (0, Cout, H', W').
-
-        As ``nn.Conv2d``: an empty output whose backward pass gives every parameter a zero
-        gradient (DDP expects one for each). The global KSM still runs, so that a
-        ``SyncBatchNorm`` in it still joins the other processes' collectives.
-        """
-        features = self.conv_features(x, None, None, None)
-        geometry = self.conv_geometry
-        out = F.conv2d(
-            features,
-            features.new_zeros(self.out_channels, self.in_channels, *self.kernel_size),
-            None if self.bias is None else self.bias.to(features.dtype),
-            geometry.stride,
-            geometry.padding,
-            geometry.dilation,
-        )
-        attentions = self.KSM_Global(x.mean(dim=(2, 3), keepdim=True))
-        anchors = [p.view(-1)[0] for p in self.parameters()]
-        anchors += [a.sum() for a in attentions if a is not None]
-        return out + sum(anchors).to(out.dtype) * 0
 
     def forward_as_specified(self, x: Tensor) -> Tensor:
         """docs/spec.md sections 3-6 as they read: (B, Cin, H, W) -> (B, Cout, H', W').

@@ -2,7 +2,7 @@
 
 Everything here depends on shapes alone and is computed on the CPU, once, whatever the
 default device (``with torch.device('cuda')``: the frequency groups must come from the CPU
-sort, SPEC section 4): the results are cached, and a layer looks them up instead of
+sort, docs/spec.md section 4): the results are cached, and a layer looks them up instead of
 rebuilding them at every forward.
 See docs/spec.md sections 4, 6 and 7.
 """
@@ -35,10 +35,10 @@ def frequency_radius_order(rows: int, cols: int, order: str = 'original') -> Ten
     ``'original'``: the float32 radius ``torch.norm((fftfreq(rows), rfftfreq(cols)))``
     sorted by torch's default (unstable) CPU sort, exactly as the original code ranks it
     (on the CPU, whatever the layer's device): the groups of the released checkpoints. That
-    sort's tie order is deterministic (the same under torch 1.11 and 2.13, SPEC section 4).
+    sort's tie order is deterministic (the same under torch 1.11 and 2.13, docs/spec.md section 4).
     ``'stable'``: the same radius, sorted stably (ties in row-major order): the default
     of fdconv-mm 0.1, which models trained with it need.
-    ``'exact'``: the integer key ``(a * cols)^2 + (c * rows)^2`` of SPEC section 4
+    ``'exact'``: the integer key ``(a * cols)^2 + (c * rows)^2`` of docs/spec.md section 4
     (``a = rows * fftfreq(rows)``, ``c = 0 .. cols // 2``), sorted stably: exact radii,
     identical on every machine, for new models. It differs from ``'stable'`` where float32
     rounding reorders near-ties (0.2 % of the positions of a 64 -> 64 3x3 layer).

@@ -4,7 +4,7 @@ The base class builds plain convs; :class:`FDConvBackboneMixin` then swaps the c
 for ``build_conv_layer(conv_cfg, ...)`` with the same hyper-parameters, keeps the KSM/FBM
 parameters of frozen stages trainable, and logs one line per model when a plain (spatial)
 checkpoint is loaded: each active FDConv converts the spatial ``weight`` it is handed
-(SPEC section 7), so exactly this model's FDConv layers convert, and a DCN or plain conv at
+(docs/spec.md section 7), so exactly this model's FDConv layers convert, and a DCN or plain conv at
 the same key keeps its weight.
 """
 
