@@ -20,27 +20,13 @@ from torch import nn
 
 from .fdconv import FDConv
 from .fdconv_linear import FDConvLinear
-from .options import OPTION_DEFAULTS, check_known, is_fdconv_active
+from .options import CONV2D_ARGS, OPTION_DEFAULTS, check_known, is_fdconv_active
 
 logger = logging.getLogger(__name__)
 
 Patterns = Union[str, Sequence[str], None]
 Places = Dict[int, List[Tuple[nn.Module, str]]]
 
-# What the converter takes from each replaced layer, never from the options.
-GEOMETRY_ARGS = (
-    'in_channels',
-    'out_channels',
-    'kernel_size',
-    'stride',
-    'padding',
-    'dilation',
-    'groups',
-    'bias',
-    'padding_mode',
-    'device',
-    'dtype',
-)
 # Why a layer stays plain, as the summary line words it.
 REASONS = {
     'include/exclude': 'outside include/exclude',
@@ -101,7 +87,7 @@ def _check_options(options: Dict[str, Any]) -> None:
     (``spatial_group`` must divide ``in_channels``): each replacement checks it.
     """
 
-    geometry = sorted(set(options) & set(GEOMETRY_ARGS))
+    geometry = sorted(set(options) & set(CONV2D_ARGS))
     if geometry:
         raise TypeError(
             f'convert_to_fdconv takes {", ".join(geometry)} from each replaced layer; '
@@ -181,17 +167,11 @@ def _replacement(layer: nn.Module, options: Dict[str, Any]) -> nn.Conv2d:
             **options,
             **factory,
         )
-    new.to(**factory)  # the attention heads too
     given = {'weight': weight.detach()}
     if bias is not None:
         given['bias'] = bias.detach()
-    # weight becomes dft_weight on load (docs/spec.md section 7).
-    result = new.load_state_dict(given, strict=False)
-    if result.unexpected_keys or {'weight', 'dft_weight', 'bias'} & set(result.missing_keys):
-        raise RuntimeError(
-            f'convert_to_fdconv: loading the weights of {layer} into {new} left '
-            f'missing {result.missing_keys} and unexpected {result.unexpected_keys}'
-        )
+    # A plain conv's state dict: weight becomes dft_weight (docs/spec.md sections 7, 9).
+    new.load_state_dict(given)
     _zero_attention_outputs(new)
     for attribute, old in (('dft_weight', weight), ('weight', weight), ('bias', bias)):
         param = getattr(new, attribute, None)
