@@ -79,3 +79,20 @@ def test_registry_build_names_a_misspelled_option():
         MODELS.build(
             dict(type='FDConv', in_channels=32, out_channels=32, kernel_size=3, kernel_nm=8)
         )
+
+
+def test_frequency_order_travels_through_mmengine_checkpoints(tmp_path):
+    """mmengine's save_checkpoint keeps the state dict's metadata: a checkpoint of a model
+    trained with frequency_order='stable' is refused by a default model (strict) and logged
+    (non-strict), naming both orders (docs/spec.md section 9)."""
+    from mmengine.runner.checkpoint import load_checkpoint, save_checkpoint
+
+    def model(order):
+        cfg = dict(FDCONV_CFG, frequency_order=order)
+        return ConvModule(32, 32, 3, padding=1, conv_cfg=cfg, norm_cfg=dict(type='BN'))
+
+    path = str(tmp_path / 'stable.pth')
+    save_checkpoint(model('stable').state_dict(), path)
+    load_checkpoint(model('stable'), path, strict=True)
+    with pytest.raises(RuntimeError, match="frequency_order='stable'.*frequency_order='original'"):
+        load_checkpoint(model('original'), path, strict=True)
