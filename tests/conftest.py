@@ -3,6 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fdconv_testing import randomize_attention
+
 DATA_DIR = Path(__file__).parent / 'data'
 NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 
@@ -11,17 +13,9 @@ def pytest_configure(config):
     config.addinivalue_line('markers', 'cuda: runs on a CUDA device (tools/gpu_check.sh: -m cuda)')
 
 
-def randomize_attention(module: torch.nn.Module, seed: int = 0) -> None:
-    """Move every attention head of an FDConv far from its neutral init."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in module.named_parameters():
-            if 'KSM' in name or 'FBM' in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-
-
 @pytest.fixture
 def randomize():
+    """:func:`fdconv_testing.randomize_attention`: ``randomize(module, seed=0)``."""
     return randomize_attention
 
 

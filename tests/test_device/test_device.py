@@ -17,25 +17,18 @@ import torch
 from fdconv_mm import FDConv
 from fdconv_mm.layers import FrequencyBandModulation, band_masks
 from fdconv_mm.layers.frequency import lowpass_row_masks
+from fdconv_testing import LAYER_CASES, build_layer, layer_input, relative_error
 
 FLOAT32_TOLERANCE = 1e-4  # relative to the largest value of the float64 result
 # Gradients sum over every pixel and the attention heads' ones cancel: float32 keeps ~4 digits
 GRAD_TOLERANCE = 1e-3
-LAYERS = {
-    'k3-fbm': (dict(kernel_size=3, padding=1), (13, 10)),
-    'k3-fbm-kernels-dominate': (dict(kernel_size=3, padding=1), (6, 5)),
-    'k1': (dict(kernel_size=1), (9, 7)),
-}
+# LAYER_CASES run on each device: 3x3 with FBM on both sides of kernel_dominates, and 1x1.
+CASES = ['k3-maps-dominate', 'k3-kernels-dominate', 'k1']
 NO_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 # Tests of CUDA alone: the ``device`` fixture's CUDA parameter only.
 cuda_only = pytest.mark.parametrize(
     'device', [pytest.param('cuda', marks=[pytest.mark.cuda, NO_CUDA])], indirect=True
 )
-
-
-def relative_error(actual, expected):
-    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
-    return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
 
 
 def build(options, randomize, device, channels=32):
@@ -65,12 +58,11 @@ def check_against_float64(module, x, device):
         assert relative_error(grad, grad64) < GRAD_TOLERANCE, name
 
 
-@pytest.mark.parametrize('case', sorted(LAYERS))
-def test_layer_matches_float64_on_the_cpu(case, randomize, device):
-    options, size = LAYERS[case]
-    conv = build(options, randomize, device)
-    assert conv.fdconv_active and (conv.FBM is not None) == (options['kernel_size'] == 3)
-    check_against_float64(conv, torch.randn(2, 32, *size), device)
+@pytest.mark.parametrize('case', CASES)
+def test_layer_matches_float64_on_the_cpu(case, device):
+    conv = build_layer(case, torch.float32).to(device)
+    assert conv.fdconv_active and (conv.FBM is not None) == ('fbm' in LAYER_CASES[case].covers)
+    check_against_float64(conv, layer_input(case, dtype=torch.float32), device)
 
 
 def test_fbm_matches_float64_on_the_cpu(device):
@@ -137,12 +129,11 @@ def test_checkpoint_round_trip_across_devices(to_cpu, randomize, device):
 
 
 @cuda_only
-@pytest.mark.parametrize('case', sorted(LAYERS))
+@pytest.mark.parametrize('case', CASES)
 @pytest.mark.parametrize('train', [True, False], ids=['train', 'eval'])
-def test_forward_does_not_synchronize_with_the_host(case, train, randomize, device):
-    options, size = LAYERS[case]
-    conv = build(options, randomize, device).train(train)
-    x = torch.randn(2, 32, *size, device=device, requires_grad=train)
+def test_forward_does_not_synchronize_with_the_host(case, train, device):
+    conv = build_layer(case, torch.float32).to(device).train(train)
+    x = layer_input(case, dtype=torch.float32).to(device).requires_grad_(train)
     conv(x)  # warm: caches (groups, masks) filled, kernels chosen
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')

@@ -16,15 +16,12 @@ from torch import nn
 
 from fdconv_mm import FDConv
 from fdconv_mm.layers.frequency import frequency_group_index
+from fdconv_testing import relative_error
 
 SHAPES = {
     'k1': dict(in_channels=24, out_channels=32, kernel_size=1),
     'k3': dict(in_channels=24, out_channels=20, kernel_size=3, padding=1),
 }
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
 def spatial_weight(conv: FDConv) -> torch.Tensor:

@@ -5,31 +5,29 @@ import torch
 from torch import nn
 
 from fdconv_mm import FDConv
-from fdconv_mm.layers.fdconv import FDConvLinear
+from fdconv_mm.layers import FDConvLinear
+from fdconv_testing import LAYER_CASES, build_layer, conv2d_options, layer_input
 
-GEOMETRIES = {
-    'k1': dict(kernel_size=1),
-    'k3 with FBM': dict(kernel_size=3, padding=1),
-    'k3 stride 2 with FBM': dict(kernel_size=3, stride=2, padding=1, use_fbm_for_stride=True),
-    'k3 dilated, reflect padding': dict(
-        kernel_size=3, padding=2, dilation=2, padding_mode='reflect'
-    ),
-    "k3 padding 'same'": dict(kernel_size=3, padding='same'),
-}
-PLAIN_CONV_OPTIONS = ('kernel_size', 'stride', 'padding', 'dilation', 'padding_mode')
+# LAYER_CASES of each geometry: 1x1, 3x3 with FBM, stride 2, dilation with reflect
+# padding, padding 'same'.
+CASES = [
+    'k1',
+    'k3-maps-dominate',
+    'stride2-kernels-dominate',
+    'stride-dilation-reflect',
+    'padding-same-no-bias',
+]
 
 
-@pytest.mark.parametrize('geometry', GEOMETRIES.values(), ids=GEOMETRIES)
+@pytest.mark.parametrize('case', CASES)
 @pytest.mark.parametrize('bias', [True, False])
 @pytest.mark.parametrize('mode', ['train', 'eval'])
-def test_empty_batch_gives_conv2d_shapes_and_zero_gradients(geometry, bias, mode):
-    conv = FDConv(32, 48, bias=bias, kernel_num=8, **geometry)
-    assert conv.fdconv_active and (conv.FBM is not None) == (geometry['kernel_size'] == 3)
-    plain = nn.Conv2d(
-        32, 48, bias=bias, **{k: v for k, v in geometry.items() if k in PLAIN_CONV_OPTIONS}
-    )
+def test_empty_batch_gives_conv2d_shapes_and_zero_gradients(case, bias, mode):
+    conv = build_layer(case, torch.float32, bias=bias)
+    assert conv.fdconv_active and (conv.FBM is not None) == ('fbm' in LAYER_CASES[case].covers)
+    plain = nn.Conv2d(**{**conv2d_options(case), 'bias': bias})
     getattr(conv, mode)()
-    x = torch.randn(0, 32, 13, 10, requires_grad=True)
+    x = layer_input(case, batch=0, dtype=torch.float32).requires_grad_()
     plain_x = x.detach().clone().requires_grad_()
     out, expected = conv(x), plain(plain_x)
     assert out.shape == expected.shape and out.dtype == expected.dtype

@@ -10,10 +10,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from fdconv_mm import FDConv
 from fdconv_mm.layers.frequency import kernel_to_spectrum
-
-
-def relative_error(actual, expected):
-    return ((actual - expected).abs().max() / expected.abs().max()).item()
+from fdconv_testing import relative_error
 
 
 @pytest.mark.parametrize('kernel_size', [1, 3])
@@ -54,8 +51,8 @@ def test_spatial_weight_converts_on_load_and_leaves_the_dict_alone():
     x = torch.randn(1, 32, 9, 11)
     with torch.no_grad():
         assert relative_error(fdconv(x), conv(x)) < 1e-4
-    with pytest.raises(RuntimeError, match='Missing key'):
-        fdconv.load_state_dict(state, strict=True)
+    fdconv.load_state_dict(state, strict=True)  # a plain conv's dict, strictly (spec section 9)
+    assert set(state) == set(saved) and all(torch.equal(state[k], saved[k]) for k in saved)
 
 
 @pytest.mark.parametrize('strict', [True, False])
@@ -195,7 +192,8 @@ def test_convert_param_false_keeps_weight_and_matches(randomize):
     [
         (16, 64, 3, 1, False),  # min(Cin, Cout) not > 16
         (64, 64, 5, 1, False),  # kernel size not in (1, 3)
-        (64, 64, (1, 3), 1, False),  # non-square
+        (64, 64, (1, 5), 1, False),  # a kernel side not in (1, 3)
+        (64, 64, (1, 3), 1, True),  # non-square (spec section 1)
         (17, 17, 1, 1, True),
     ],
 )

@@ -16,38 +16,38 @@ import pytest
 import torch
 
 from fdconv_mm import FDConv
+from fdconv_testing import LAYER_CASES, build_layer, layer_input, relative_error
 
 BF16_TOLERANCE = 3e-2  # bf16 keeps 8 bits of mantissa; the kernels are summed over Cin*k*k
 
-
-def relative_error(actual, expected):
-    scale = expected.abs().max().clamp_min(torch.finfo(torch.float32).tiny)
-    return ((actual.float() - expected.float()).abs().max() / scale).item()
-
-
-LAYERS = {
-    'k3-fbm-maps-dominate': (dict(kernel_size=3, padding=1), (14, 12)),
-    # 11 x 12: the kernels still outweigh the map, and all three bands differ
-    'k3-fbm-kernels-dominate': (dict(kernel_size=3, padding=1), (11, 12)),
-    'k3-fbm-stride2': (dict(kernel_size=3, padding=1, stride=2), (13, 11)),
-    'k1': (dict(kernel_size=1), (9, 7)),
-}
+# LAYER_CASES run under autocast: 3x3 with FBM on both sides of kernel_dominates (the
+# kernels-dominate one with three distinct bands), with stride 2, and 1x1.
+CASES = ['k3-maps-dominate', 'k3-kernels-dominate', 'stride2-kernels-dominate', 'k1']
+# torch 2.13's inductor on the CPU: the compiled lean layer's input gradient is wrong where
+# the layer has FBM (0.1 to 0.3 relative; the output, the parameters' gradients,
+# keep_for_backward=True and aot_eager are right). RebuildingSampleConv's backward
+# rebuilds the FBM features under torch.func.vjp: an autograd function whose backward
+# takes the vjp of FrequencyBandModulation.modulate reproduces it, FBM compiled alone does
+# not.
+INDUCTOR_FBM_INPUT_GRADIENT = 'inductor (CPU): wrong input gradient of the lean layer with FBM'
 
 
-def build(options, randomize, channels=32, device='cpu'):
-    torch.manual_seed(0)
-    conv = FDConv(channels, channels, kernel_num=16, **options)
-    randomize(conv)
-    return conv.to(device)
+def build(case, device='cpu'):
+    return build_layer(case, torch.float32).to(device)
 
 
-@pytest.mark.parametrize('case', sorted(LAYERS))
-def test_autocast_trains_the_layer(case, randomize, autocast_device):
+def random_input(case, device='cpu', requires_grad=False):
+    """``layer_input(case)`` in float32 on ``device``."""
+    x = layer_input(case, dtype=torch.float32).to(device)
+    return x.requires_grad_(requires_grad)
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_autocast_trains_the_layer(case, autocast_device):
     device, dtype = autocast_device
-    options, size = LAYERS[case]
-    conv = build(options, randomize, device=device)
-    assert conv.fdconv_active and (conv.FBM is not None) == (options['kernel_size'] == 3)
-    x = torch.randn(2, 32, *size).to(device)
+    conv = build(case, device=device)
+    assert conv.fdconv_active and (conv.FBM is not None) == ('fbm' in LAYER_CASES[case].covers)
+    x = random_input(case).to(device)
     y_ref = conv(x.requires_grad_())
     grad_output = torch.randn_like(y_ref)
     ref_grads = torch.autograd.grad(y_ref, [x, *conv.parameters()], grad_output)
@@ -84,33 +84,48 @@ def test_autocast_trains_a_resnet_backbone(autocast_device):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-def test_compiled_forward_has_no_graph_break(randomize, device):
-    for options, size in (LAYERS['k3-fbm-kernels-dominate'], LAYERS['k1']):
-        conv = build(options, randomize, device=device)
+def test_compiled_forward_has_no_graph_break(device):
+    for case in ('k3-kernels-dominate', 'k1'):
+        conv = build(case, device=device)
         torch._dynamo.reset()
-        explanation = torch._dynamo.explain(conv)(torch.randn(2, 32, *size, device=device))
+        explanation = torch._dynamo.explain(conv)(random_input(case, device=device))
         assert explanation.graph_break_count == 0, explanation.break_reasons
         assert explanation.graph_count == 1
+
+
+def uses_inductor(device):
+    """Inductor runs on CUDA, and on the CPU where a C++ compiler builds its code."""
+    compilers = ('c++', 'g++', 'clang++')
+    return device.type == 'cuda' or any(shutil.which(compiler) for compiler in compilers)
 
 
 def compile_layer(conv, device):
     """Inductor; on the CPU ``aot_eager`` on a machine without the C++ compiler inductor's
     CPU code needs (any other inductor failure fails the test); on CUDA always inductor."""
     torch.compiler.reset()
-    if device.type == 'cuda' or any(
-        shutil.which(compiler) for compiler in ('c++', 'g++', 'clang++')
-    ):
+    if uses_inductor(device):
         return torch.compile(conv)
     warnings.warn('no C++ compiler: checking with aot_eager instead of inductor', stacklevel=2)
     return torch.compile(conv, backend='aot_eager')
 
 
+def expect_inductor_fbm_bug(request, conv, device):
+    """Mark the test an expected failure where :data:`INDUCTOR_FBM_INPUT_GRADIENT` applies
+    (strict: a fixed inductor or layer makes it fail, to remove the mark)."""
+    if conv.FBM is not None and device.type == 'cpu' and uses_inductor(device):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=INDUCTOR_FBM_INPUT_GRADIENT))
+
+
+# 3x3 with and without FBM. (The 1x1 cases' KSM_Global.fc.weight gradient, through a
+# batch-of-2 BatchNorm, is 1e-4 to 6e-4 off float64 in float32 eager already, so a
+# compiled layer's reordered float32 sums cannot match it within 1e-4: the 1x1 layer is
+# compiled below, its output and input gradient compared.)
 @pytest.mark.slow  # inductor compiles forward and backward: 10 to 25 s per layer here
-@pytest.mark.parametrize('case', ['k3-fbm-kernels-dominate', 'k1'])
-def test_compiled_layer_matches_eager(case, randomize, device):
-    options, size = LAYERS[case]
-    conv = build(options, randomize, device=device)
-    x = torch.randn(2, 32, *size, device=device, requires_grad=True)
+@pytest.mark.parametrize('case', ['k3-kernels-dominate', 'k3-no-fbm-no-bias'])
+def test_compiled_layer_matches_eager(case, device, request):
+    conv = build(case, device=device)
+    expect_inductor_fbm_bug(request, conv, device)
+    x = random_input(case, device=device, requires_grad=True)
     expected = conv(x)
     grad_output = torch.randn_like(expected)
     expected_grads = torch.autograd.grad(expected, [x, *conv.parameters()], grad_output)
@@ -125,15 +140,15 @@ def test_compiled_layer_matches_eager(case, randomize, device):
 
 
 @pytest.mark.slow  # one compilation per input size
-@pytest.mark.parametrize('case', ['k1', 'k3-fbm-maps-dominate'])
-def test_compiled_layer_follows_new_input_sizes(case, randomize, device):
+@pytest.mark.parametrize('case', ['k1', 'k3-maps-dominate'])
+def test_compiled_layer_follows_new_input_sizes(case, device, request):
     """A detector's images change size: from the second size on, dynamo recompiles the
     layer with symbolic shapes, which must still build and match eager."""
-    options, _ = LAYERS[case]
-    conv = build(options, randomize, device=device)
+    conv = build(case, device=device)
+    expect_inductor_fbm_bug(request, conv, device)
     compiled = compile_layer(conv, device)
     for size in ((9, 7), (12, 10), (8, 11)):
-        x = torch.randn(2, 32, *size, device=device, requires_grad=True)
+        x = torch.randn(2, conv.in_channels, *size, device=device, requires_grad=True)
         expected = conv(x)
         (expected_grad,) = torch.autograd.grad(expected.square().sum(), x)
         with warnings.catch_warnings():

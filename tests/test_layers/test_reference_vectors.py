@@ -4,13 +4,10 @@ import pytest
 import torch
 
 from fdconv_mm import FDConv
+from fdconv_testing import relative_error
 
 TOLERANCE = 1e-4
 CASE_NAMES = ['k3_c64_s1', 'k1_c128to64']
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    return ((actual - expected).abs().max() / expected.abs().max()).item()
 
 
 @pytest.fixture(params=CASE_NAMES)

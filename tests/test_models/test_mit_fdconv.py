@@ -13,6 +13,7 @@ import fdconv_mm  # noqa: F401  (registers the backbones)
 from fdconv_mm import FDConv
 from fdconv_mm.layers import kernel_to_spectrum, spectrum_to_kernel
 from fdconv_mm.models.backbones import MixVisionTransformerFDConv
+from fdconv_testing import relative_error
 
 MIT_B0 = dict(embed_dims=32, num_layers=[2, 2, 2, 2], num_heads=[1, 2, 5, 8])
 TINY = dict(
@@ -38,10 +39,6 @@ def active_fdconvs(model):
 
 def build(**extra):
     return SEG_MODELS.build(dict(type='MixVisionTransformerFDConv', **dict(TINY, **extra)))
-
-
-def relative_errors(outs, expected):
-    return [((o - e).abs().max() / e.abs().max()).item() for o, e in zip(outs, expected)]
 
 
 def test_mit_b0_fdconv_replaces_every_ffn_pointwise_conv_and_parameter_delta():
@@ -107,7 +104,7 @@ def test_plain_state_dict_loads_and_reproduces_plain_mit(monkeypatch):
     ]
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        errors = relative_errors(model.eval()(x), plain.eval()(x))
+        errors = [relative_error(o, e) for o, e in zip(model.eval()(x), plain.eval()(x))]
     assert max(errors) < 1e-4, errors
 
 
@@ -147,7 +144,7 @@ def test_pretrained_init_cfg_converts_a_plain_checkpoint(tmp_path, monkeypatch, 
     assert ksm.channel_fc.weight.abs().max() < 1e-4  # neutral heads, not MiT's conv init
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        errors = relative_errors(model.eval()(x), plain.eval()(x))
+        errors = [relative_error(o, e) for o, e in zip(model.eval()(x), plain.eval()(x))]
     assert max(errors) < 1e-4, errors
 
 
