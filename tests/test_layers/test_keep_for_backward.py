@@ -1,5 +1,6 @@
 """``keep_for_backward``: the kernels and FBM features of the forward pass serve the backward
-pass instead of being rebuilt there. The same function and gradients as the lean default."""
+pass instead of being rebuilt there. That it computes the same function and gradients as
+the lean default, the definition's, is the 'keep_for_backward' path of test_paths.py."""
 
 import pytest
 import torch
@@ -15,64 +16,6 @@ def build_pair(randomize, **options):
     keeping = FDConv(keep_for_backward=True, **options).double()
     keeping.load_state_dict(lean.state_dict())
     return lean, keeping
-
-
-def output_and_grads(conv, x, seed):
-    x = x.clone().requires_grad_()
-    out = conv(x)
-    (out * seed).sum().backward()
-    grads = {name: p.grad for name, p in conv.named_parameters()}
-    return out.detach(), x.grad, grads
-
-
-CASES = {
-    # (options, input size): 1x1 and 3x3 (FBM), both sides of kernel_dominates (the channel
-    # and filter attentions on the kernels or on the features), stride, dilation, no bias.
-    'k1_small_map': (dict(in_channels=32, out_channels=48, kernel_size=1), (3, 3)),
-    'k1_large_map': (dict(in_channels=32, out_channels=48, kernel_size=1), (24, 20)),
-    'k3_fbm_small_map': (dict(in_channels=32, out_channels=32, kernel_size=3, padding=1), (6, 7)),
-    'k3_fbm_large_map': (
-        dict(in_channels=32, out_channels=32, kernel_size=3, padding=1),
-        (40, 36),
-    ),
-    'k3_stride2_dilation2_no_bias': (
-        dict(
-            in_channels=24,
-            out_channels=40,
-            kernel_size=3,
-            stride=2,
-            padding=2,
-            dilation=2,
-            bias=False,
-            use_fbm_for_stride=True,
-        ),
-        (17, 15),
-    ),
-    'k3_without_fbm': (
-        dict(in_channels=24, out_channels=24, kernel_size=3, padding=1, use_fbm_if_k_in=()),
-        (12, 12),
-    ),
-}
-
-
-@pytest.mark.parametrize('case', sorted(CASES))
-@pytest.mark.parametrize('mode', ['train', 'eval'])
-def test_same_function_and_gradients(case, mode, randomize):
-    options, (height, width) = CASES[case]
-    lean, keeping = build_pair(randomize, kernel_num=8, **options)
-    lean.train(mode == 'train')
-    keeping.train(mode == 'train')
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(3, options['in_channels'], height, width, generator=generator).double()
-    out = lean(x)
-    seed = torch.randn(out.shape, generator=generator).double()
-    expected = output_and_grads(lean, x, seed)
-    actual = output_and_grads(keeping, x, seed)
-    torch.testing.assert_close(actual[0], expected[0])
-    torch.testing.assert_close(actual[1], expected[1])
-    assert set(actual[2]) == set(expected[2])
-    for name, grad in expected[2].items():
-        torch.testing.assert_close(actual[2][name], grad, msg=name)
 
 
 def test_kept_features_serve_the_backward_pass(monkeypatch, randomize):
