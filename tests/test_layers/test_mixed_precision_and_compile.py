@@ -23,15 +23,14 @@ BF16_TOLERANCE = 3e-2  # bf16 keeps 8 bits of mantissa; the kernels are summed o
 # LAYER_CASES run under autocast: 3x3 with FBM on both sides of kernel_dominates (the
 # kernels-dominate one with three distinct bands), with stride 2, and 1x1.
 CASES = ['k3-maps-dominate', 'k3-kernels-dominate', 'stride2-kernels-dominate', 'k1']
+
+
 # torch 2.13's inductor on the CPU: the compiled lean layer's input gradient is wrong where
 # the layer has FBM (0.1 to 0.3 relative; the output, the parameters' gradients,
 # keep_for_backward=True and aot_eager are right). RebuildingSampleConv's backward
 # rebuilds the FBM features under torch.func.vjp: an autograd function whose backward
 # takes the vjp of FrequencyBandModulation.modulate reproduces it, FBM compiled alone does
 # not.
-INDUCTOR_FBM_INPUT_GRADIENT = 'inductor (CPU): wrong input gradient of the lean layer with FBM'
-
-
 def build(case, device='cpu'):
     return build_layer(case, torch.float32).to(device)
 
@@ -109,22 +108,14 @@ def compile_layer(conv, device):
     return torch.compile(conv, backend='aot_eager')
 
 
-def expect_inductor_fbm_bug(request, conv, device):
-    """Mark the test an expected failure where :data:`INDUCTOR_FBM_INPUT_GRADIENT` applies
-    (strict: a fixed inductor or layer makes it fail, to remove the mark)."""
-    if conv.FBM is not None and device.type == 'cpu' and uses_inductor(device):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=INDUCTOR_FBM_INPUT_GRADIENT))
-
-
 # 3x3 with and without FBM. (The 1x1 cases' KSM_Global.fc.weight gradient, through a
 # batch-of-2 BatchNorm, is 1e-4 to 6e-4 off float64 in float32 eager already, so a
 # compiled layer's reordered float32 sums cannot match it within 1e-4: the 1x1 layer is
 # compiled below, its output and input gradient compared.)
 @pytest.mark.slow  # inductor compiles forward and backward: 10 to 25 s per layer here
 @pytest.mark.parametrize('case', ['k3-kernels-dominate', 'k3-no-fbm-no-bias'])
-def test_compiled_layer_matches_eager(case, device, request):
+def test_compiled_layer_matches_eager(case, device):
     conv = build(case, device=device)
-    expect_inductor_fbm_bug(request, conv, device)
     x = random_input(case, device=device, requires_grad=True)
     expected = conv(x)
     grad_output = torch.randn_like(expected)
@@ -141,11 +132,10 @@ def test_compiled_layer_matches_eager(case, device, request):
 
 @pytest.mark.slow  # one compilation per input size
 @pytest.mark.parametrize('case', ['k1', 'k3-maps-dominate'])
-def test_compiled_layer_follows_new_input_sizes(case, device, request):
+def test_compiled_layer_follows_new_input_sizes(case, device):
     """A detector's images change size: from the second size on, dynamo recompiles the
     layer with symbolic shapes, which must still build and match eager."""
     conv = build(case, device=device)
-    expect_inductor_fbm_bug(request, conv, device)
     compiled = compile_layer(conv, device)
     for size in ((9, 7), (12, 10), (8, 11)):
         x = torch.randn(2, conv.in_channels, *size, device=device, requires_grad=True)
