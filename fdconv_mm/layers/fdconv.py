@@ -266,7 +266,7 @@ class FDConv(nn.Conv2d):
         Args:
             group_attention (Tensor | None): (B, K*P), or None for a single group.
         """
-        with torch.autocast(self.fourier_weight().device.type, enabled=False):
+        with torch.autocast(self.frequency_groups.device.type, enabled=False):
             kernels = reference.fourier_kernels(self, group_attention, reference.TORCH_FFT)
         return matrix_to_kernel(kernels, self.kernel_size)
 

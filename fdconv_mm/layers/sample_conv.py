@@ -155,10 +155,9 @@ def _conv_and_kernel_backward(
     batch: int,
     grad_output: Tensor,
     conv_input: Tensor,
-    weight: Tensor,
+    take_weight: Callable[[], Tuple[Tensor, Any]],
     bias: Optional[Tensor],
     kernel_inputs: KernelInputs,
-    cache: Any,
     needs_input: bool,
     needs_bias: bool,
     needs_kernels: KernelInputs,
@@ -167,12 +166,16 @@ def _conv_and_kernel_backward(
 
     Args:
         grad_output (Tensor): (1, B*Cout, H', W'), the grouped conv's output gradient.
+        take_weight: Returns the conv weight (B*Cout, Cin, kh, kw) and the synthesis
+            cache, which nothing else then holds: the weight is freed right after the
+            conv's backward, before the kernels' (the peak of the step).
 
     Returns:
         tuple: Gradients of the conv input (1, B*Cin, H, W), of the bias and of the
         kernel inputs (None where not needed).
     """
     any_kernel = any(needs_kernels)
+    weight, cache = take_weight()
     grad_input, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
         grad_output.reshape(1, -1, *grad_output.shape[-2:]).to(conv_input.dtype),
         conv_input,
@@ -248,19 +251,20 @@ class RebuildingSampleConv(torch.autograd.Function):
                 make_features, geometry, x, feature_inputs, needs_x, needs_features
             )
         batch = x.shape[0]
-        kernels, cache = synthesis.build(kernel_inputs, keep=any(needs_kernels))
-        weight = geometry.conv_weight(kernels.to(conv_input.dtype), batch)
-        del kernels
+
+        def rebuilt_weight() -> Tuple[Tensor, Any]:
+            kernels, cache = synthesis.build(kernel_inputs, keep=any(needs_kernels))
+            return geometry.conv_weight(kernels.to(conv_input.dtype), batch), cache
+
         grad_input, grad_bias, kernel_grads = _conv_and_kernel_backward(
             synthesis,
             geometry,
             batch,
             grad_output,
             conv_input,
-            weight,
+            rebuilt_weight,
             bias,
             kernel_inputs,
-            cache,
             bool(wanted),
             needs_bias,
             needs_kernels,
@@ -312,19 +316,21 @@ class KeepingSampleConv(torch.autograd.Function):
                 'FDConv(keep_for_backward=True) runs one backward pass per forward pass; '
                 'for retain_graph=True use keep_for_backward=False'
             )
-        weight, cache = ctx.kept
-        ctx.kept = None  # synthesis.backward overwrites the cache
         batch = features.shape[0]
+
+        def kept_weight() -> Tuple[Tensor, Any]:
+            kept, ctx.kept = ctx.kept, None  # synthesis.backward overwrites the cache
+            return kept
+
         grad_input, grad_bias, kernel_grads = _conv_and_kernel_backward(
             synthesis,
             geometry,
             batch,
             grad_output,
             geometry.conv_input(features),
-            weight,
+            kept_weight,
             bias,
             KernelInputs(*kernel_inputs),
-            cache,
             needs_features,
             needs_bias,
             KernelInputs(*needs_kernels),
