@@ -52,3 +52,29 @@ def autocast_device(request):
     """(device, autocast dtype): bf16 on the CPU, bf16 and fp16 on CUDA when present."""
     name, dtype = request.param
     return torch.device(name), dtype
+
+
+@pytest.fixture(scope='module')
+def demo_data_root(tmp_path_factory) -> Path:
+    """``$FDCONV_DATA_ROOT`` for the demo configs: 2 train and 2 val images of the demo data."""
+    from fdconv_mm.demo import generate_demo_dataset
+
+    root = tmp_path_factory.mktemp('data')
+    generate_demo_dataset(root / 'demo_shapes', num_train=2, num_val=2)
+    return root
+
+
+@pytest.fixture
+def in_process_runner():
+    """For a Runner (or a tool) run in this process: one intra-op thread, as torchrun sets (on
+    a small shared CPU machine torch's default of one per core made an iteration of the demo
+    detector 10 times slower), and the default scopes its Runner made current forgotten
+    afterwards, so that later tests see the same registries."""
+    from mmengine.registry import DefaultScope
+
+    threads, scopes = torch.get_num_threads(), set(DefaultScope._instance_dict)
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    for name in [name for name in DefaultScope._instance_dict if name not in scopes]:
+        del DefaultScope._instance_dict[name]

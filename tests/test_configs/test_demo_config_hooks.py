@@ -53,7 +53,7 @@ def put_failing_at(name: str):
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(
-    demo_data_root, tmp_path, monkeypatch, scope_restored, one_thread
+    demo_data_root, tmp_path, monkeypatch, in_process_runner
 ):
     cfg = tiny_config(demo_data_root, tmp_path, monkeypatch)
     cfg.train_cfg.update(max_epochs=2, val_interval=10)
@@ -75,7 +75,7 @@ def doctored_checkpoint(cfg: Config, path: Path, missing: str) -> str:
 
 
 def test_a_test_of_a_checkpoint_that_does_not_fit_is_refused_unless_allowed(
-    demo_data_root, tmp_path, monkeypatch, scope_restored, one_thread
+    demo_data_root, tmp_path, monkeypatch, in_process_runner
 ):
     cfg = tiny_config(demo_data_root, tmp_path, monkeypatch)
     missing = 'backbone.layer1.0.conv1.dft_weight'

@@ -10,10 +10,6 @@ from typing import Dict, List, Optional
 import cv2
 import numpy as np
 import pytest
-import torch
-from mmengine.registry import DefaultScope
-
-from fdconv_mm.demo import generate_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / 'tools'
@@ -229,23 +225,3 @@ def tool_process(
 def run_tool():
     """:func:`tool_process`, for the tests."""
     return tool_process
-
-
-@pytest.fixture(scope='module')
-def demo_data_root(tmp_path_factory) -> Path:
-    """``$FDCONV_DATA_ROOT`` for the demo configs: 2 train and 2 val images of the demo data."""
-    root = tmp_path_factory.mktemp('data')
-    generate_demo_dataset(root / 'demo_shapes', num_train=2, num_val=2)
-    return root
-
-
-@pytest.fixture
-def in_process_runner():
-    """For a tool run in this process: one intra-op thread, as :func:`tool_process` sets, and
-    the default scopes its Runner made current forgotten afterwards (later tests' registries)."""
-    threads, scopes = torch.get_num_threads(), set(DefaultScope._instance_dict)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for name in [name for name in DefaultScope._instance_dict if name not in scopes]:
-        del DefaultScope._instance_dict[name]
