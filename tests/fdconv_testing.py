@@ -1,5 +1,5 @@
 """What the tests share: the layer cases, their builder, the attention randomiser, the
-relative error, and FDConv as docs/spec.md writes it.
+relative error, FDConv as docs/spec.md writes it, and a checkpoint write failing midway.
 
 ``fdconv_as_written`` and ``fbm_as_written`` transcribe docs/spec.md sections 3-6 one
 sample at a time, with ``torch.fft`` on whole spectra and every attention multiplying the
@@ -11,6 +11,7 @@ Imported as ``from fdconv_testing import ...`` (``pythonpath = ["tests"]`` in
 pyproject.toml).
 """
 
+import os
 from typing import Any, Dict, Iterator, NamedTuple, Tuple
 
 import torch
@@ -460,3 +461,28 @@ def fdconv_as_written(conv: FDConv, x: Tensor) -> Tensor:
             padding = conv.padding
         outputs.append(F.conv2d(features, kernel, conv.bias, conv.stride, padding, conv.dilation))
     return torch.cat(outputs)
+
+
+class WriteFailed(Exception):
+    """A full disk (or a kill) in the middle of writing a checkpoint."""
+
+
+def put_failing_at(name: str):
+    """A stand-in for mmengine's ``LocalBackend.put`` that writes half of any file whose name
+    contains ``name``, then fails; other files it writes as ``put`` does.
+
+    mmengine's ``save_checkpoint`` writes the serialized checkpoint with one ``put``; under
+    ``AtomicCheckpointHook`` into the temporary file ``.<name>.<pid>.tmp`` beside it.
+    """
+    from mmengine.fileio import LocalBackend
+
+    real_put = LocalBackend.put
+
+    def put(backend, data: bytes, path) -> None:
+        if name in os.path.basename(path):
+            with open(path, 'wb') as file:
+                file.write(data[: len(data) // 2])
+            raise WriteFailed(path)
+        real_put(backend, data, path)
+
+    return put

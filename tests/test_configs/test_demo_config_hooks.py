@@ -16,16 +16,12 @@ from mmengine.runner import Runner
 
 from fdconv_mm.analysis import build_model
 from fdconv_mm.engine import CheckpointMismatchError
+from fdconv_testing import WriteFailed, put_failing_at
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).parents[2]
 DET_CONFIG = REPO / 'configs/demo/faster-rcnn_r18-fdconv_fpn_demo-shapes.py'
-REAL_PUT = LocalBackend.put
-
-
-class WriteFailed(Exception):
-    """A full disk (or a kill) in the middle of writing a checkpoint."""
 
 
 def tiny_config(data_root: Path, work_dir: Path, monkeypatch) -> Config:
@@ -37,19 +33,6 @@ def tiny_config(data_root: Path, work_dir: Path, monkeypatch) -> Config:
     cfg.work_dir = str(work_dir)
     cfg.default_hooks.logger.interval = 1
     return cfg
-
-
-def put_failing_at(name: str):
-    """``LocalBackend.put`` writing half of any file whose name contains ``name``, then failing."""
-
-    def put(backend, data: bytes, path) -> None:
-        if name in os.path.basename(path):
-            with open(path, 'wb') as file:
-                file.write(data[: len(data) // 2])
-            raise WriteFailed(path)
-        REAL_PUT(backend, data, path)
-
-    return put
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(

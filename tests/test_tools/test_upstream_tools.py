@@ -23,6 +23,7 @@ from mmengine.fileio import LocalBackend
 from fdconv_mm.analysis import build_model, read_config
 from fdconv_mm.engine import CheckpointMismatchError
 from fdconv_mm.engine.hooks import atomic_checkpoint_hook
+from fdconv_testing import WriteFailed, put_failing_at
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,6 @@ DET_CONFIG = REPO / 'configs/demo/faster-rcnn_r18-fdconv_fpn_demo-shapes.py'
 SEG_CONFIG = REPO / 'configs/demo/upernet_r18-fdconv_demo-shapes.py'
 MMDET_TOOLS = Path(mmdet.__file__).parent / '.mim' / 'tools'
 MMSEG_TOOLS = Path(mmseg.__file__).parent / '.mim' / 'tools'
-REAL_PUT = LocalBackend.put
 
 # demo_data_root has 2 train and 2 val images: one batch of 2 each, no worker processes.
 TINY_LOADERS = [
@@ -48,10 +48,6 @@ SEG_ONE_ITER = [
 ]
 
 
-class WriteFailed(Exception):
-    """A full disk (or a kill) in the middle of writing a checkpoint."""
-
-
 @pytest.fixture
 def upstream_tool(monkeypatch, demo_data_root, in_process_runner):
     """Run an installed mmdet or mmseg tool as ``__main__`` in this process on the demo data."""
@@ -64,23 +60,6 @@ def upstream_tool(monkeypatch, demo_data_root, in_process_runner):
         runpy.run_path(str(script), run_name='__main__')
 
     return run
-
-
-def put_failing_at(name: str):
-    """``LocalBackend.put`` writing half of any file whose name contains ``name``, then failing.
-
-    mmengine's ``save_checkpoint`` writes the serialized checkpoint with one ``put``; under
-    ``AtomicCheckpointHook`` into the temporary file ``.<name>.<pid>.tmp`` beside it.
-    """
-
-    def put(backend, data: bytes, path) -> None:
-        if name in os.path.basename(path):
-            with open(path, 'wb') as file:
-                file.write(data[: len(data) // 2])
-            raise WriteFailed(path)
-        REAL_PUT(backend, data, path)
-
-    return put
 
 
 def model_checkpoint(config: Path, path: Path, without: str) -> Path:
