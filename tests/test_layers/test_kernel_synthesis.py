@@ -11,7 +11,7 @@ from torch import Tensor
 
 from fdconv_mm import FDConv
 from fdconv_mm.layers import reference
-from fdconv_mm.layers.kernel_synthesis import KernelInputs
+from fdconv_mm.layers.kernel_synthesis import WIDE_SPECTRUM, KernelInputs, irfft2_matrices
 
 # name -> (FDConv options, which attentions the kernels get)
 LAYERS = {
@@ -37,15 +37,20 @@ LAYERS = {
         dict(kernel_size=(1, 3), kernel_num=2, convert_param=False),
         dict(filters=False, column=True),
     ),
+    # 342 -> 2: 514 spectrum columns, above WIDE_SPECTRUM (irfft2_matrices' own transposes)
+    'k3-wide-spectrum': (
+        dict(kernel_size=3, kernel_num=3, in_channels=342),
+        dict(filters=True, column=True),
+    ),
 }
 BATCH = 2
 
 
 def tiny_layer(name: str) -> FDConv:
-    """An active FDConv with 3 -> 2 channels, in float64."""
-    options, _ = LAYERS[name]
+    """An active FDConv with 3 (or the case's ``in_channels``) -> 2 channels, in float64."""
+    options = dict(LAYERS[name][0])
     torch.manual_seed(0)
-    return FDConv(3, 2, use_fdconv_if_c_gt=1, **options).double()
+    return FDConv(options.pop('in_channels', 3), 2, use_fdconv_if_c_gt=1, **options).double()
 
 
 def random_inputs(conv: FDConv, name: str) -> KernelInputs:
@@ -114,6 +119,15 @@ def test_build_is_the_definitions_kernels_times_the_attentions(name):
     torch.testing.assert_close(kept, expected, rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.parametrize('batch', [1, 3])
+@pytest.mark.parametrize('columns', [WIDE_SPECTRUM - 1, WIDE_SPECTRUM + 3])
+def test_irfft2_matrices_is_torchs_irfft2(batch, columns):
+    spectra = torch.randn(batch, 6, columns, dtype=torch.complex128)
+    size = (6, 2 * columns - 1)
+    expected = torch.fft.irfft2(spectra, s=size)
+    torch.testing.assert_close(irfft2_matrices(spectra, size), expected, rtol=1e-12, atol=1e-13)
+
+
 class Synthesis(torch.autograd.Function):
     """``synthesis.build`` with ``synthesis.backward`` as its backward pass.
 
@@ -148,12 +162,14 @@ WANTED = {
 }
 
 
-# (the layer without attentions has only its spectrum to differentiate)
+# (the layer without attentions has only its spectrum to differentiate; the wide layer's
+# backward is the narrow layers' code)
 GRADCHECKS = [
     (name, wanted)
     for name in sorted(LAYERS)
     for wanted in sorted(WANTED)
     if not (name == 'k3-one-group-no-local-no-scales' and wanted == 'attentions')
+    and name != 'k3-wide-spectrum'  # thousands of numerical derivatives; the forward suffices
 ]
 
 
