@@ -1,7 +1,7 @@
 """Time and memory of FDConv layers and models against their plain-conv baselines.
 
     python tools/benchmark.py --json work_dirs/benchmark.json     # `make bench`
-    python tools/benchmark.py --onnx    # ONNX Runtime inference of the demo backbone
+    python tools/benchmark.py --onnx    # ONNX Runtime inference of two backbones
 
 Prints Markdown tables (docs/benchmarks.md keeps them) and writes every number to --json.
 Measure on a quiet machine: the 1-minute load average is printed with the tables.
@@ -16,6 +16,12 @@ import torch
 from mmengine.config import DictAction
 
 from fdconv_mm.benchmark import format_report, resolve_device, run_suite
+from fdconv_mm.benchmark.onnx_benchmark import (
+    ONNX_BACKBONES,
+    ONNX_DEFAULTS,
+    format_onnx_report,
+    run_onnx_benchmark,
+)
 
 # The keys of fdconv_mm.benchmark.model_benchmark.MODEL_CHOICES (that module imports mmdet).
 MODEL_NAMES = ('faster_rcnn', 'upernet_r50', 'resnet50', 'swin_t')
@@ -32,7 +38,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--image-size',
         type=int,
-        help='square image size of every model (default: 320 Faster R-CNN, 256 UPerNet)',
+        help='square image size of every model (default: 320 Faster R-CNN, 256 UPerNet; '
+        'with --onnx 128 demo, 512 resnet50)',
     )
     parser.add_argument(
         '--fdconv-cfg-options',
@@ -76,11 +83,22 @@ def parse_args() -> argparse.Namespace:
     part.add_argument(
         '--onnx',
         action='store_true',
-        help="only ONNX Runtime (CPU) against PyTorch inference of the demo detector's "
-        'backbone, FDConv and plain convs (--image-size default 128, --infer-batch, '
-        '--repeat default 20, --warmup default 3, --threads)',
+        help='only ONNX Runtime (CPU) against PyTorch inference of backbones, FDConv and '
+        'plain convs (--onnx-models, --image-size, --infer-batch, --repeat default 20, '
+        '--warmup default 3, --threads)',
     )
-    return parser.parse_args()
+    parser.add_argument(
+        '--onnx-models',
+        nargs='+',
+        choices=ONNX_BACKBONES,
+        help="with --onnx, which backbones (default: demo resnet50): demo, the demo detector's "
+        "ResNet-18 at half width (128 x 128); resnet50, the UPerNet R50 configs' "
+        'ResNet-50-V1c (512 x 512)',
+    )
+    args = parser.parse_args()
+    if args.onnx_models and not args.onnx:
+        parser.error('--onnx-models needs --onnx')
+    return args
 
 
 def main() -> None:
@@ -105,16 +123,11 @@ def main() -> None:
 
 def run_onnx(args: argparse.Namespace) -> dict:
     """The ONNX Runtime benchmark (on the CPU: --device auto or cpu); prints its table."""
-    from fdconv_mm.benchmark.onnx_benchmark import (
-        ONNX_DEFAULTS,
-        format_onnx_report,
-        run_onnx_benchmark,
-    )
-
     if args.device not in ('auto', 'cpu'):
         raise SystemExit(f'benchmark.py: error: --onnx runs on the CPU, not --device {args.device}')
     results = run_onnx_benchmark(
-        image_size=args.image_size or ONNX_DEFAULTS['image_size'],
+        backbones=args.onnx_models or tuple(ONNX_BACKBONES),
+        image_size=args.image_size,
         batch=args.infer_batch,
         repeat=args.repeat or ONNX_DEFAULTS['repeat'],
         warmup=ONNX_DEFAULTS['warmup'] if args.warmup is None else args.warmup,

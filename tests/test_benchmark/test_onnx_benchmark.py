@@ -1,18 +1,20 @@
-"""tools/benchmark.py --onnx: ONNX Runtime against PyTorch on the demo detector's backbone."""
+"""tools/benchmark.py --onnx: ONNX Runtime against PyTorch on the demo and ResNet-50 backbones."""
 
 import importlib.util
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+import fdconv_mm.benchmark.onnx_benchmark as onnx_benchmark
 from fdconv_mm.benchmark.onnx_benchmark import format_onnx_report, onnx_table
 
 TOOL = Path(__file__).parents[2] / 'tools' / 'benchmark.py'
 
 
-def fake_result():
+def fake_backbone(name, image_size):
     rows = [
         dict(variant='baseline', params_m=2.5, onnx_mb=10.0, export_s=4.0, onnxruntime_ms=4.0,
              torch_ms=8.0, max_relative_difference=6e-7),
@@ -20,21 +22,90 @@ def fake_result():
              torch_ms=20.0, max_relative_difference=2e-6),
     ]  # fmt: skip
     return dict(
-        image_size=128, batch=1, threads=2, repeat=20, rows=rows,
-        onnxruntime_ms_ratio=3.0, torch_ms_ratio=2.5,
+        backbone=name, image_size=image_size, rows=rows, onnxruntime_ms_ratio=3.0,
+        torch_ms_ratio=2.5,
     )  # fmt: skip
 
 
-def test_table_has_both_variants_and_their_ratios():
-    lines = onnx_table(fake_result()).splitlines()
-    assert lines[0].split('|')[1].strip() == 'backbone' and len(lines) == 5
-    cells = [[cell.strip() for cell in line.split('|')[1:-1]] for line in lines[2:]]
-    baseline = ['baseline', '2.50', '10.00', '4.00', '4.00', '8.00', '0.50', '6.0e-07']
-    assert cells[0][:1] + cells[0][2:] == baseline
-    assert cells[1][7:] == ['0.60', '2.0e-06']  # ONNX Runtime / PyTorch, difference
+def fake_result():
+    backbones = [fake_backbone('demo', 128), fake_backbone('resnet50', 512)]
+    return dict(batch=1, threads=2, repeat=20, backbones=backbones)
+
+
+def table_cells(table):
+    return [[cell.strip() for cell in line.split('|')[1:-1]] for line in table.splitlines()[2:]]
+
+
+def test_table_has_both_variants_and_their_ratios_per_backbone():
+    table = onnx_table(fake_result())
+    assert [cell.strip() for cell in table.splitlines()[0].split('|')[1:3]] == [
+        'backbone',
+        'variant',
+    ]
+    cells = table_cells(table)
+    assert [row[:2] for row in cells] == [
+        [name, variant]
+        for name in ('demo', 'resnet50')
+        for variant in ('baseline', 'FDConv', 'FDConv / baseline')
+    ]
+    baseline = ['2.50', '10.00', '4.00', '4.00', '8.00', '0.50', '6.0e-07']
+    assert cells[0][3:] == cells[3][3:] == baseline
+    assert cells[1][8:] == ['0.60', '2.0e-06']  # ONNX Runtime / PyTorch, difference
     ratios = ['2.00', '3.00', '10.00', '3.00', '2.50']  # params, MB, export, ORT, PyTorch
-    assert cells[2][0] == 'FDConv / baseline' and cells[2][2:7] == ratios
-    assert all(row[1] == '1 x 3 x 128^2' for row in cells)
+    assert cells[2][3:8] == cells[5][3:8] == ratios
+    assert [row[2] for row in cells] == ['1 x 3 x 128^2'] * 3 + ['1 x 3 x 512^2'] * 3
+
+
+def fake_variant(calls):
+    """A stand-in for ``prepare_variant`` that records its arguments and exports nothing."""
+
+    def prepare(config, options, image_size, batch, out, threads):
+        calls.append((Path(out).name, config, options, image_size))
+        return dict(
+            module=lambda inputs: None, inputs=None, feed={},
+            session=SimpleNamespace(run=lambda outputs, feed: None),
+            params_m=1.0, onnx_mb=1.0, export_s=1.0, max_relative_difference=0.0,
+        )  # fmt: skip
+
+    return prepare
+
+
+def test_tool_onnx_models_pick_the_backbones_and_their_sizes(tool, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(onnx_benchmark, 'prepare_variant', fake_variant(calls))
+    flags = ['--onnx', '--onnx-models', 'resnet50', '--repeat', '1', '--warmup', '0']
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py', *flags])
+    tool.main()
+    assert [(name, size) for name, _, _, size in calls] == [
+        ('resnet50_baseline.onnx', 512),
+        ('resnet50_FDConv.onnx', 512),
+    ]
+    assert [config for _, config, _, _ in calls] == [
+        'mmseg::upernet/upernet_r50_4xb4-160k_ade20k-512x512.py',
+        'upernet/upernet_r50-fdconv_4xb4-160k_ade20k-512x512.py',
+    ]
+    assert {row[0] for row in table_cells(capsys.readouterr().out.split('\n\n')[-1])} == {
+        'resnet50'
+    }
+
+
+def test_tool_onnx_runs_a_row_per_backbone_by_default(tool, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(onnx_benchmark, 'prepare_variant', fake_variant(calls))
+    flags = ['--onnx', '--image-size', '64', '--repeat', '1', '--warmup', '0']
+    monkeypatch.setattr(sys, 'argv', ['benchmark.py', *flags])
+    tool.main()
+    assert [(name, options, size) for name, _, options, size in calls] == [
+        ('demo_baseline.onnx', {'model.backbone.conv_cfg': None}, 64),
+        ('demo_FDConv.onnx', {}, 64),
+        ('resnet50_baseline.onnx', {}, 64),
+        ('resnet50_FDConv.onnx', {}, 64),
+    ]
+    cells = table_cells(capsys.readouterr().out.split('\n\n')[-1])
+    assert [row[:3] for row in cells if row[1] == 'FDConv'] == [
+        ['demo', 'FDConv', '1 x 3 x 64^2'],
+        ['resnet50', 'FDConv', '1 x 3 x 64^2'],
+    ]
 
 
 @pytest.mark.slow  # exports two backbones (TorchScript: the fastest exporter) and runs them
@@ -53,27 +124,25 @@ def test_tool_onnx_flag_prints_the_table_and_writes_json(tool, tmp_path, monkeyp
     output = tmp_path / 'onnx.json'
     monkeypatch.setattr(
         sys, 'argv',
-        ['benchmark.py', '--onnx', '--image-size', '32', '--repeat', '1', '--warmup', '0',
-         '--threads', '1', '--json', str(output)],
+        ['benchmark.py', '--onnx', '--onnx-models', 'demo', '--image-size', '32', '--repeat', '1',
+         '--warmup', '0', '--threads', '1', '--json', str(output)],
     )  # fmt: skip
     tool.main()
     text = capsys.readouterr().out
-    assert [Path(path).name for path in exports] == [
-        'baseline_backbone.onnx',
-        'FDConv_backbone.onnx',
-    ]
+    assert [Path(path).name for path in exports] == ['demo_baseline.onnx', 'demo_FDConv.onnx']
     assert 'ONNX Runtime (CPU, 1 intra-op threads)' in text
-    assert '| FDConv / baseline | 1 x 3 x 32^2' in text
+    assert '| demo     | FDConv / baseline | 1 x 3 x 32^2' in text
     results = json.loads(output.read_text())
     assert set(results) == {'machine', 'onnx'}
-    baseline, fdconv = results['onnx']['rows']
+    (demo,) = results['onnx']['backbones']
+    baseline, fdconv = demo['rows']
     assert (baseline['variant'], fdconv['variant']) == ('baseline', 'FDConv')
     assert fdconv['params_m'] > baseline['params_m'] > 0
     for row in (baseline, fdconv):
         assert row['onnxruntime_ms'] > 0 and row['torch_ms'] > 0
         assert row['max_relative_difference'] < 1e-4
     ratio = fdconv['onnxruntime_ms'] / baseline['onnxruntime_ms']
-    assert results['onnx']['onnxruntime_ms_ratio'] == pytest.approx(ratio)
+    assert demo['onnxruntime_ms_ratio'] == pytest.approx(ratio)
     assert format_onnx_report(results).count('FDConv / baseline') == 1
 
 
@@ -100,3 +169,8 @@ def test_tool_rejects_onnx_with_another_part(tool, monkeypatch, capsys):
 def test_tool_runs_onnx_on_the_cpu_only(tool, monkeypatch):
     code = run_tool(tool, monkeypatch, '--onnx', '--device', 'cuda')
     assert code == 'benchmark.py: error: --onnx runs on the CPU, not --device cuda'
+
+
+def test_tool_rejects_onnx_models_without_onnx(tool, monkeypatch, capsys):
+    assert run_tool(tool, monkeypatch, '--onnx-models', 'demo') == 2
+    assert '--onnx-models needs --onnx' in capsys.readouterr().err
