@@ -7,6 +7,7 @@ The parameter name ``freq_weight_conv_list`` is the original's, for its checkpoi
 See docs/spec.md section 6.
 """
 
+import itertools
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -14,8 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from . import reference
-from .frequency import lowpass_row_masks, lowpass_widths
+from . import real_fft, reference
 from .helpers import is_exporting
 from .ksm import HEAD_INIT_STD
 
@@ -263,18 +263,22 @@ def _weight_step(weights: Tensor, index: int) -> Tensor:
     return upper - weights[:, :, index]
 
 
-def _spectrum_columns(x: Tensor, columns: int) -> Tensor:
-    """``rfft2(x, norm='ortho')`` restricted to its first ``columns`` columns."""
-    half = torch.fft.rfft(x, dim=-1, norm='ortho')[..., :columns]
-    return torch.fft.fft(half, dim=-2, norm='ortho')
+def _bases(x: Tensor, k_list: Tuple[float, ...]) -> real_fft.BandBases:
+    """The low-pass projections of x's size (built once per size outside ``torch.compile``,
+    whose sizes may be symbolic)."""
+    height, width = x.shape[-2:]
+    if torch.compiler.is_compiling():
+        return real_fft.band_bases(height, width, k_list, x.dtype, x.device)
+    return real_fft.cached_band_bases(height, width, k_list, x.dtype, x.device)
 
 
 def lowpass_features(x: Tensor, k_list: Tuple[float, ...]) -> List[Tensor]:
     """``irfft2(rfft2(x) * M_i, s=(H, W))`` (ortho) for each low-pass mask ``M_i``.
 
-    The masks are separable (:func:`~.frequency.lowpass_widths`): the transform along H
-    only runs on the columns that some mask keeps, and each inverse along H only on its
-    own columns, copied into one zero-padded half-spectrum reused for every band.
+    Each is a real projection onto the mask's kept frequencies
+    (:func:`.real_fft.lowpass_maps`): MatMuls with the ``r`` kept cosines and sines per
+    axis, ``r`` at most about ``n / 2``. Faster here than the FFTs, also at 128 x 128 maps
+    (6.3 against 9.6 ms for 2 x 64 x 128 x 128 and ``k_list`` (2, 4, 8)).
 
     Args:
         x (Tensor): (B, C, H, W), float32 or float64.
@@ -282,23 +286,11 @@ def lowpass_features(x: Tensor, k_list: Tuple[float, ...]) -> List[Tensor]:
     Returns:
         list[Tensor]: ``len(k_list)`` maps (B, C, H, W).
     """
-    height, width = x.shape[-2:]
-    widths = lowpass_widths(height, width, k_list)
-    row_masks = lowpass_row_masks(height, width, k_list, x.device).to(x.dtype)
-    spectrum = _spectrum_columns(x, max(widths))
-    padded = spectrum.new_zeros(*spectrum.shape[:-1], width // 2 + 1)
-    lows, written = [], 0
-    for row_mask, columns in zip(row_masks, widths):
-        padded[..., columns:written].zero_()
-        written = max(written, columns)
-        band = spectrum[..., :columns] * row_mask
-        padded[..., :columns] = torch.fft.ifft(band, dim=-2, norm='ortho')
-        lows.append(torch.fft.irfft(padded, n=width, dim=-1, norm='ortho'))
-    return lows
+    return real_fft.lowpass_maps(x, k_list, _bases(x, k_list))
 
 
 def lowpass_sum(maps: Iterable[Tensor], k_list: Tuple[float, ...]) -> Tensor:
-    """``sum_i irfft2(rfft2(maps[i]) * M_i)`` (ortho): one inverse transform for all.
+    """``sum_i irfft2(rfft2(maps[i]) * M_i)`` (ortho): one synthesis for all.
 
     Args:
         maps (Iterable[Tensor]): ``len(k_list)`` maps (B, C, H, W), float32 or float64,
@@ -307,15 +299,6 @@ def lowpass_sum(maps: Iterable[Tensor], k_list: Tuple[float, ...]) -> Tensor:
     Returns:
         Tensor: (B, C, H, W).
     """
-    total = None
-    for index, values in enumerate(maps):
-        height, width = values.shape[-2:]
-        widths = lowpass_widths(height, width, k_list)
-        row_mask = lowpass_row_masks(height, width, k_list, values.device)[index]
-        band = _spectrum_columns(values, widths[index]).mul_(row_mask.to(values.dtype))
-        if total is None:
-            total = band.new_zeros(*band.shape[:-1], width // 2 + 1)
-        total[..., : widths[index]] += band
-    columns = max(widths)
-    total[..., :columns] = torch.fft.ifft(total[..., :columns], dim=-2, norm='ortho')
-    return torch.fft.irfft(total, n=width, dim=-1, norm='ortho')
+    maps = iter(maps)
+    first = next(maps)
+    return real_fft.lowpass_maps_sum(itertools.chain([first], maps), _bases(first, k_list))

@@ -114,32 +114,6 @@ def band_masks(
     return torch.cat([passes[:-1] - passes[1:], passes[-1:]]).to(device)
 
 
-@lru_cache(maxsize=256)
-@torch.compiler.assume_constant_result
-def lowpass_widths(height: int, width: int, k_list: Tuple[float, ...]) -> Tuple[int, ...]:
-    """How many ``rfft`` columns each mask of :func:`lowpass_masks` keeps.
-
-    ``max(|fy|, fx) < t`` holds exactly when both ``|fy| < t`` and ``fx < t``: each mask is
-    the outer product of its row mask (``lowpass_masks(...)[:, :, :1]``) and a column mask
-    which, ``fx`` growing along the ``rfft`` axis, keeps the first columns. A band-limited
-    inverse FFT only needs those. (Constant for ``torch.compile``: no graph break.)
-    """
-    masks = lowpass_masks(height, width, k_list)
-    return tuple(int(n) for n in masks[:, 0, :].sum(-1).tolist())
-
-
-@lru_cache(maxsize=256)
-def lowpass_row_masks(
-    height: int, width: int, k_list: Tuple[float, ...], device: Optional[torch.device] = None
-) -> Tensor:
-    """Row factors of :func:`lowpass_masks` (see :func:`lowpass_widths`).
-
-    Returns:
-        Tensor: (len(k_list), H, 1) float32 on ``device``, 1 on the rows a mask keeps.
-    """
-    return lowpass_masks(height, width, k_list)[:, :, :1].float().to(device)
-
-
 def kernel_to_matrix(kernel: Tensor) -> Tensor:
     """The weight matrix of docs/spec.md section 4: (..., Cout, Cin, kh, kw) ->
     (..., Cout*kh, Cin*kw), row ``co*kh + i``, column ``ci*kw + j`` (a copy unless the

@@ -33,7 +33,7 @@ measured with 2 CPU threads, torch 2.13 and ONNX Runtime 1.32):
 
 import math
 from functools import lru_cache
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -264,42 +264,116 @@ def _band_basis(n: Any, count: Any, dtype: torch.dtype, device: torch.device) ->
     return torch.cat((constant, waves.flatten(1)), dim=1)
 
 
-def lowpass_maps(x: Tensor, k_list: Sequence[float]) -> List[Tensor]:
-    """``irfft2(rfft2(x, norm='ortho') * M_i, s=(H, W), norm='ortho')`` for each ``M_i``.
+class BandBases(NamedTuple):
+    """The low-pass projections of FBM's masks on an ``H x W`` map (:func:`band_bases`).
 
-    Args:
-        x (Tensor): (B, C, H, W), float32 or float64.
-        k_list (Sequence[float]): FBM's cut-offs.
-
-    Returns:
-        list[Tensor]: ``len(k_list)`` maps (B, C, H, W).
+    Attributes:
+        rows (Tensor | None): (H, r_H), the widest band's row basis (None if no mask cuts).
+        cols (Tensor | None): (W, r_W), its column basis.
+        ranks (list): per mask ``(rank_h, rank_w)``, the prefixes of ``rows`` and ``cols``
+            that span it, or None where every frequency passes.
     """
-    height, width = x.shape[-2:]
-    if torch.jit.is_tracing():
-        # Traced sizes are tensors, whose integer division the TorchScript exporter
-        # rounds through float32; its graphs have fixed sizes anyway.
-        height, width = int(height), int(width)
+
+    rows: Optional[Tensor]
+    cols: Optional[Tensor]
+    ranks: List[Optional[Tuple[Any, Any]]]
+
+
+def band_bases(
+    height: Any, width: Any, k_list: Sequence[float], dtype: torch.dtype, device: torch.device
+) -> BandBases:
+    """:class:`BandBases` of FBM's masks; ``height`` and ``width`` may be symbolic sizes."""
     thresholds = [float(_threshold(k)) for k in k_list]
     counts = [
         None if t > 0.5 else (lowpass_count(height, k), lowpass_count(width, k))
         for k, t in zip(k_list, thresholds)
     ]
+    ranks = [None if count is None else (2 * count[0] - 1, 2 * count[1] - 1) for count in counts]
     banded = [i for i, count in enumerate(counts) if count is not None]
     if not banded:
-        return [x for _ in k_list]
+        return BandBases(None, None, ranks)
     # The widest band (highest threshold); the others take prefixes of its bases.
-    widest = max(banded, key=thresholds.__getitem__)
-    rows, cols = counts[widest]
-    basis_h = _band_basis(height, rows, x.dtype, x.device)
-    basis_w = _band_basis(width, cols, x.dtype, x.device)
+    rows, cols = counts[max(banded, key=thresholds.__getitem__)]
+    return BandBases(
+        _band_basis(height, rows, dtype, device), _band_basis(width, cols, dtype, device), ranks
+    )
+
+
+@lru_cache(maxsize=256)
+def cached_band_bases(
+    height: int, width: int, k_list: Tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> BandBases:
+    """:func:`band_bases` for fixed sizes, built once (the fast path's); never inference
+    tensors, which a later training step could not use."""
+    with torch.inference_mode(False):
+        return band_bases(height, width, k_list, dtype, device)
+
+
+def lowpass_maps(
+    x: Tensor, k_list: Sequence[float], bases: Optional[BandBases] = None
+) -> List[Tensor]:
+    """``irfft2(rfft2(x, norm='ortho') * M_i, s=(H, W), norm='ortho')`` for each ``M_i``.
+
+    Args:
+        x (Tensor): (B, C, H, W), float32 or float64.
+        k_list (Sequence[float]): FBM's cut-offs.
+        bases (BandBases | None): Of x's size, dtype and device; None builds them.
+
+    Returns:
+        list[Tensor]: ``len(k_list)`` maps (B, C, H, W).
+    """
+    if bases is None:
+        bases = band_bases(*_map_size(x), k_list, x.dtype, x.device)
+    if bases.rows is None:
+        return [x for _ in k_list]
+    basis_h, basis_w = bases.rows, bases.cols
     coefficients = torch.matmul(basis_h.t(), torch.matmul(x, basis_w))
     lows = []
-    for count in counts:
-        if count is None:  # t > 0.5: every frequency passes
+    for rank in bases.ranks:
+        if rank is None:  # t > 0.5: every frequency passes
             lows.append(x)
             continue
-        rank_h, rank_w = 2 * count[0] - 1, 2 * count[1] - 1
-        part = coefficients[..., :rank_h, :rank_w]
-        low = torch.matmul(basis_h[:, :rank_h], torch.matmul(part, basis_w[:, :rank_w].t()))
-        lows.append(low)
+        part = coefficients[..., : rank[0], : rank[1]]
+        lows.append(
+            torch.matmul(basis_h[:, : rank[0]], torch.matmul(part, basis_w[:, : rank[1]].t()))
+        )
     return lows
+
+
+def lowpass_maps_sum(maps: Iterable[Tensor], bases: BandBases) -> Tensor:
+    """``sum_i irfft2(rfft2(maps[i]) * M_i)`` (ortho), the adjoint of :func:`lowpass_maps`:
+    each map projected onto its band's coefficients, the coefficients summed, one synthesis.
+
+    Args:
+        maps (Iterable[Tensor]): one map (B, C, H, W) per mask, consumed one at a time.
+        bases (BandBases): Of the maps' size, dtype and device.
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    basis_h, basis_w = bases.rows, bases.cols
+    total = coefficients = None
+    for rank, values in zip(bases.ranks, maps):
+        if rank is None:
+            total = values if total is None else total + values
+            continue
+        if coefficients is None:
+            coefficients = values.new_zeros(*values.shape[:-2], basis_h.shape[1], basis_w.shape[1])
+        rows, cols = basis_h[:, : rank[0]], basis_w[:, : rank[1]]
+        coefficients[..., : rank[0], : rank[1]] += torch.matmul(
+            rows.t(), torch.matmul(values, cols)
+        )
+    if coefficients is not None:
+        low = torch.matmul(basis_h, torch.matmul(coefficients, basis_w.t()))
+        total = low if total is None else total + low
+    return total
+
+
+def _map_size(x: Tensor) -> Tuple[Any, Any]:
+    """``(H, W)`` of a map, as ints under ``torch.jit.trace``."""
+    height, width = x.shape[-2:]
+    if torch.jit.is_tracing():
+        # Traced sizes are tensors, whose integer division the TorchScript exporter
+        # rounds through float32; its graphs have fixed sizes anyway.
+        height, width = int(height), int(width)
+    return height, width
