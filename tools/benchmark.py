@@ -80,6 +80,14 @@ def parse_args() -> argparse.Namespace:
     part = parser.add_mutually_exclusive_group()
     part.add_argument('--layers-only', action='store_true', help='skip the models')
     part.add_argument('--models-only', action='store_true', help='skip the layers')
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help="torch.profiler operator times by kind (conv, fft, gather, copy, ...): FDConv's "
+        'ResNet-50 layer shapes at the strides of a 512 x 512 image (--batch) and the '
+        'ResNet-50 backbone pair (--image-size default 512, --infer-batch, --train-batch); '
+        '--repeat profiled runs (default 2); --layers-only / --models-only pick one part',
+    )
     part.add_argument(
         '--onnx',
         action='store_true',
@@ -110,7 +118,9 @@ def main() -> None:
             'timings will be noisy',
             stacklevel=1,
         )
-    if args.onnx:
+    if args.profile:
+        results = run_profile(args)
+    elif args.onnx:
         results = run_onnx(args)
     else:
         results = run_models_and_layers(args, resolve_device(args.device))
@@ -119,6 +129,28 @@ def main() -> None:
         with open(args.json, 'w') as file:
             json.dump(results, file, indent=2)
         print(f'Results written to {args.json}')
+
+
+def run_profile(args: argparse.Namespace) -> dict:
+    """The operator profiles of the layers and the ResNet-50 backbone; prints their tables."""
+    from fdconv_mm.benchmark.profiling import profile_backbones, profile_layers, profile_table
+
+    if args.device not in ('auto', 'cpu'):
+        raise SystemExit(
+            f'benchmark.py: error: --profile runs on the CPU, not --device {args.device}'
+        )
+    runs = args.repeat or 2
+    results = dict(layers=[], backbones=[])
+    if not args.models_only:
+        results['layers'] = profile_layers(batch=args.batch, runs=runs)
+        print('Layers at the stage strides of a 512 x 512 image, batch', args.batch)
+        print(profile_table(results['layers']))
+    if not args.layers_only:
+        results['backbones'] = profile_backbones(
+            args.image_size or 512, args.infer_batch, args.train_batch, runs
+        )
+        print(profile_table(results['backbones']))
+    return results
 
 
 def run_onnx(args: argparse.Namespace) -> dict:

@@ -11,8 +11,8 @@
 # mmcv/_ext.py into that folder (never into an installed mmcv): every compiled op raises
 # when called. Faster R-CNN needs those ops (RoIAlign, NMS) and is skipped.
 #
-# Outputs under $OUT (work_dirs/gpu_check when unset), at most 8 files: gpu_check.log and
-# one JSON per benchmark. The whole check is sized for about 8 minutes on an H200; each
+# Outputs under $OUT (work_dirs/gpu_check when unset), at most 9 files: gpu_check.log and
+# one JSON per benchmark. The whole check is sized for about 9 minutes on an H200; each
 # step has its own time limit, and a failed step fails the check at the end.
 # Without a GPU it says so, runs a short CPU dry run of the same steps and exits 0.
 set -uo pipefail
@@ -79,6 +79,9 @@ if "$PYTHON" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; th
     step "layers-full-b$batch" 60 "${BENCH[@]}" --device cuda --layers-only --full-resolution \
       --batch "$batch" --json "$OUT/layers_full_b$batch.json"
   done
+  # The CPU cost table's pair (docs/benchmarks.md): the ResNet-50 backbone at 512^2, b2/b1.
+  step resnet50-512 45 "${BENCH[@]}" --device cuda --models-only --models resnet50 \
+    --image-size 512 --train-batch 2 --infer-batch 1 --json "$OUT/resnet50_512.json"
   MODELS=(--device cuda --models-only --models resnet50 swin_t upernet_r50 --image-size 512
     --train-batch 4 --infer-batch 1)
   step models 90 "${BENCH[@]}" "${MODELS[@]}" --json "$OUT/models.json"
