@@ -8,30 +8,29 @@ step (forward + backward), each operator's self time attributed to one of
 totals are for proportions, :mod:`.layer_benchmark` and :mod:`.model_benchmark` for times.
 """
 
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from .layer_benchmark import LAYER_BUILDERS, LayerShape
+from .layer_benchmark import LAYER_BUILDERS, RESNET50_DETECTION_SHAPES, LayerShape
 from .tables import format_table
 
-# The six layer shapes of RESNET50_DETECTION_SHAPES at the strides of a 512 x 512 image.
-RESNET50_512_SHAPES = (
-    LayerShape(64, 64, 3, 128, 128),
-    LayerShape(128, 128, 3, 64, 64),
-    LayerShape(256, 256, 3, 32, 32),
-    LayerShape(512, 512, 3, 16, 16),
-    LayerShape(256, 1024, 1, 32, 32),
-    LayerShape(2048, 512, 1, 16, 16),
+# The six layer shapes of RESNET50_DETECTION_SHAPES at their stage strides in a 512 x 512 image.
+RESNET50_512_SHAPES = tuple(
+    replace(shape, height=512 // stride, width=512 // stride)
+    for shape, stride in zip(RESNET50_DETECTION_SHAPES, (4, 8, 16, 32, 16, 32))
 )
 
 # Operator kinds, by the first name fragment an aten operator name contains; the rest is
-# 'other'. 'conv' holds every convolution (FBM's and KSM-local's small ones included).
+# 'other'. 'conv' holds every convolution (FBM's and KSM-local's small ones included),
+# 'matmul' mm and bmm (FBM's low-pass projections).
 OP_KINDS = {
     'conv': ('conv',),
     'fft': ('_fft_',),
+    'matmul': ('mm',),
     'gather': ('index', 'gather', 'scatter', 'take'),
     'copy': ('copy', 'clone', 'contiguous', 'cat', 'stack', 'repeat', 'expand'),
     'norm': ('batch_norm', 'layer_norm'),

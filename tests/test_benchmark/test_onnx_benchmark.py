@@ -70,12 +70,19 @@ def fake_variant(calls):
     return prepare
 
 
-def test_tool_onnx_models_pick_the_backbones_and_their_sizes(tool, monkeypatch, capsys):
+def run_without_export(tool, monkeypatch, *flags):
+    """``tools/benchmark.py --onnx FLAGS --repeat 1 --warmup 0`` with :func:`fake_variant`;
+    returns its calls."""
     calls = []
     monkeypatch.setattr(onnx_benchmark, 'prepare_variant', fake_variant(calls))
-    flags = ['--onnx', '--onnx-models', 'resnet50', '--repeat', '1', '--warmup', '0']
-    monkeypatch.setattr(sys, 'argv', ['benchmark.py', *flags])
+    argv = ['benchmark.py', '--onnx', *flags, '--repeat', '1', '--warmup', '0']
+    monkeypatch.setattr(sys, 'argv', argv)
     tool.main()
+    return calls
+
+
+def test_tool_onnx_models_pick_the_backbones_and_their_sizes(tool, monkeypatch, capsys):
+    calls = run_without_export(tool, monkeypatch, '--onnx-models', 'resnet50')
     assert [(name, size) for name, _, _, size in calls] == [
         ('resnet50_baseline.onnx', 512),
         ('resnet50_FDConv.onnx', 512),
@@ -90,11 +97,7 @@ def test_tool_onnx_models_pick_the_backbones_and_their_sizes(tool, monkeypatch, 
 
 
 def test_tool_onnx_runs_a_row_per_backbone_by_default(tool, monkeypatch, capsys):
-    calls = []
-    monkeypatch.setattr(onnx_benchmark, 'prepare_variant', fake_variant(calls))
-    flags = ['--onnx', '--image-size', '64', '--repeat', '1', '--warmup', '0']
-    monkeypatch.setattr(sys, 'argv', ['benchmark.py', *flags])
-    tool.main()
+    calls = run_without_export(tool, monkeypatch, '--image-size', '64')
     assert [(name, options, size) for name, _, options, size in calls] == [
         ('demo_baseline.onnx', {'model.backbone.conv_cfg': None}, 64),
         ('demo_FDConv.onnx', {}, 64),

@@ -18,6 +18,8 @@ TOOL = Path(__file__).parents[2] / 'tools' / 'benchmark.py'
         ('aten::mkldnn_convolution', 'conv'),
         ('aten::convolution_backward', 'conv'),
         ('aten::_fft_c2r', 'fft'),
+        ('aten::bmm', 'matmul'),
+        ('aten::mm', 'matmul'),
         ('aten::index_select', 'gather'),
         ('aten::index_add_', 'gather'),
         ('aten::copy_', 'copy'),
