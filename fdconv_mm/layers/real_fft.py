@@ -1,4 +1,5 @@
-"""Fourier transforms in real arithmetic: what FDConv's ONNX export runs instead of ``torch.fft``.
+"""Fourier transforms in real arithmetic: what FDConv's ONNX export runs instead of ``torch.fft``
+(and the fast path's FBM low-pass maps, :func:`cached_band_bases`).
 
 ONNX Runtime, TensorRT and OpenVINO have no complex types, and TensorRT has no DFT op, so
 the export backend of :mod:`.reference` builds every transform from MatMul, Mul, Add,
