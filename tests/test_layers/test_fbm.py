@@ -37,7 +37,7 @@ def test_module_paths_follow_the_spec(setting, size):
             torch.testing.assert_close(grad, want, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize('k_list', [(2, 4, 8), (8, 2), (3,)])
+@pytest.mark.parametrize('k_list', [(2, 4, 8), (8, 2), (3,), (0.5, 2)])
 @pytest.mark.parametrize('height,width', [(7, 9), (8, 8), (16, 5), (1, 4)])
 def test_pruned_lowpass_transforms(height, width, k_list):
     x = torch.randn(2, 3, height, width, dtype=torch.float64)
