@@ -81,6 +81,13 @@ def parse_args() -> argparse.Namespace:
     part.add_argument('--layers-only', action='store_true', help='skip the models')
     part.add_argument('--models-only', action='store_true', help='skip the layers')
     parser.add_argument(
+        '--compile-time',
+        action='store_true',
+        help='torch.compile (inductor) of one FDConv(256, 256, 3) layer at --batch x 32 x 32: '
+        'the first compiled training step (the compilation included), then compiled and '
+        'eager steps in alternating rounds (--repeat default 10, --warmup default 3)',
+    )
+    parser.add_argument(
         '--profile',
         action='store_true',
         help="torch.profiler operator times by kind (conv, fft, gather, copy, ...): FDConv's "
@@ -118,7 +125,9 @@ def main() -> None:
             'timings will be noisy',
             stacklevel=1,
         )
-    if args.profile:
+    if args.compile_time:
+        results = run_compile_time(args)
+    elif args.profile:
         results = run_profile(args)
     elif args.onnx:
         results = run_onnx(args)
@@ -129,6 +138,25 @@ def main() -> None:
         with open(args.json, 'w') as file:
             json.dump(results, file, indent=2)
         print(f'Results written to {args.json}')
+
+
+def run_compile_time(args: argparse.Namespace) -> dict:
+    """Compile time and compiled against eager training step of one FDConv layer."""
+    from fdconv_mm.benchmark.compile_benchmark import measure_compile
+    from fdconv_mm.benchmark.tables import format_table
+
+    if args.device not in ('auto', 'cpu'):
+        raise SystemExit(
+            f'benchmark.py: error: --compile-time runs on the CPU, not --device {args.device}'
+        )
+    result = measure_compile(
+        batch=args.batch,
+        repeat=args.repeat or 10,
+        warmup=3 if args.warmup is None else args.warmup,
+    )
+    keys = ('shape', 'batch', 'compile_s', 'eager_ms', 'compiled_ms', 'compiled_ratio')
+    print(format_table(keys, [[result[key] for key in keys]]))
+    return result
 
 
 def run_profile(args: argparse.Namespace) -> dict:
