@@ -140,15 +140,18 @@ def main() -> None:
         print(f'Results written to {args.json}')
 
 
+def require_cpu(args: argparse.Namespace, flag: str) -> None:
+    """Exit with the usage error code unless --device is 'auto' or 'cpu'."""
+    if args.device not in ('auto', 'cpu'):
+        raise SystemExit(f'benchmark.py: error: {flag} runs on the CPU, not --device {args.device}')
+
+
 def run_compile_time(args: argparse.Namespace) -> dict:
     """Compile time and compiled against eager training step of one FDConv layer."""
     from fdconv_mm.benchmark.compile_benchmark import measure_compile
     from fdconv_mm.benchmark.tables import format_table
 
-    if args.device not in ('auto', 'cpu'):
-        raise SystemExit(
-            f'benchmark.py: error: --compile-time runs on the CPU, not --device {args.device}'
-        )
+    require_cpu(args, '--compile-time')
     result = measure_compile(
         batch=args.batch,
         repeat=args.repeat or 10,
@@ -163,10 +166,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     """The operator profiles of the layers and the ResNet-50 backbone; prints their tables."""
     from fdconv_mm.benchmark.profiling import profile_backbones, profile_layers, profile_table
 
-    if args.device not in ('auto', 'cpu'):
-        raise SystemExit(
-            f'benchmark.py: error: --profile runs on the CPU, not --device {args.device}'
-        )
+    require_cpu(args, '--profile')
     runs = args.repeat or 2
     results = dict(layers=[], backbones=[])
     if not args.models_only:
@@ -183,8 +183,7 @@ def run_profile(args: argparse.Namespace) -> dict:
 
 def run_onnx(args: argparse.Namespace) -> dict:
     """The ONNX Runtime benchmark (on the CPU: --device auto or cpu); prints its table."""
-    if args.device not in ('auto', 'cpu'):
-        raise SystemExit(f'benchmark.py: error: --onnx runs on the CPU, not --device {args.device}')
+    require_cpu(args, '--onnx')
     results = run_onnx_benchmark(
         backbones=args.onnx_models or tuple(ONNX_BACKBONES),
         image_size=args.image_size,

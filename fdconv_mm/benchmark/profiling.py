@@ -9,7 +9,7 @@ totals are for proportions, :mod:`.layer_benchmark` and :mod:`.model_benchmark` 
 """
 
 from dataclasses import replace
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -95,7 +95,7 @@ def profile_layers(
     shapes: Sequence[LayerShape] = RESNET50_512_SHAPES,
     batch: int = 2,
     runs: int = 2,
-    fdconv_options: Dict[str, Any] = None,
+    fdconv_options: Optional[Dict[str, Any]] = None,
 ) -> List[Dict[str, Any]]:
     """Per shape and step: the Conv2d total and FDConv's times by kind (ms per run)."""
     rows = []
