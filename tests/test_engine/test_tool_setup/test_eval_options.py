@@ -28,22 +28,22 @@ default_hooks = dict(visualization=dict(type='SegVisualizationHook'))
 """
 
 
-@pytest.fixture
-def det_cfg(tmp_path) -> Config:
-    path = tmp_path / 'det.py'
-    path.write_text(DET)
+def scoped_config(path, text: str) -> Config:
+    """The config ``text`` written to ``path`` and loaded, its scope's modules registered."""
+    path.write_text(text)
     cfg = Config.fromfile(path)
     register_scope_modules(cfg)
     return cfg
+
+
+@pytest.fixture
+def det_cfg(tmp_path) -> Config:
+    return scoped_config(tmp_path / 'det.py', DET)
 
 
 @pytest.fixture
 def seg_cfg(tmp_path) -> Config:
-    path = tmp_path / 'seg.py'
-    path.write_text(SEG)
-    cfg = Config.fromfile(path)
-    register_scope_modules(cfg)
-    return cfg
+    return scoped_config(tmp_path / 'seg.py', SEG)
 
 
 def test_det_show_dir_goes_to_the_hooks_test_out_dir(det_cfg):
