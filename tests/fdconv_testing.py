@@ -52,7 +52,9 @@ class LayerCase(NamedTuple):
             'padding-same'; 'no-bias'; 'no-local' (no KSM-local); 'tanh' (KSM's
             activations); 'only-kernel-attention'; 'one-group' (K = 1); 'param-ratio'
             (P > 1); 'spatial-weight' (``convert_param=False``); 'fbm-options' (FBM's act,
-            groups, low band weight or k_list set).
+            groups, low band weight or k_list set); 'kxk-matmul' (a kernel larger than
+            1x1 whose CPU per-sample conv is a matmul of unfolded patches, not the
+            grouped conv2d: ``SampleConvGeometry.uses_matmul``).
     """
 
     options: Dict[str, Any]
@@ -121,12 +123,20 @@ LAYER_CASES: Dict[str, LayerCase] = {
             kernel_num=16,
         ),
         (9, 8),
-        ('fbm', 'kernels-dominate', 'all-bands-differ', 'stride', 'dilation', 'padding-mode'),
+        (
+            'fbm',
+            'kernels-dominate',
+            'all-bands-differ',
+            'stride',
+            'dilation',
+            'padding-mode',
+            'kxk-matmul',
+        ),
     ),
     'stride2-kernels-dominate': LayerCase(
         dict(in_channels=32, out_channels=24, kernel_size=3, stride=2, padding=1, kernel_num=16),
         (7, 6),
-        ('fbm', 'kernels-dominate', 'stride'),
+        ('fbm', 'kernels-dominate', 'stride', 'kxk-matmul'),
     ),
     'k3-stride2-fbm-groups-not-dividing': LayerCase(
         dict(
@@ -247,12 +257,19 @@ LAYER_CASES: Dict[str, LayerCase] = {
     'k3x1-one-dimensional': LayerCase(
         dict(in_channels=20, out_channels=24, kernel_size=(3, 1), padding=(1, 0), kernel_num=16),
         (11, 1),
-        ('fbm', 'kernels-dominate', 'all-bands-differ', 'non-square', 'one-dimensional'),
+        (
+            'fbm',
+            'kernels-dominate',
+            'all-bands-differ',
+            'non-square',
+            'one-dimensional',
+            'kxk-matmul',
+        ),
     ),
     'k1x3-kernels-dominate': LayerCase(
         dict(in_channels=24, out_channels=20, kernel_size=(1, 3), padding=(0, 1), kernel_num=16),
         (3, 5),
-        ('fbm', 'kernels-dominate', 'non-square'),
+        ('fbm', 'kernels-dominate', 'non-square', 'kxk-matmul'),
     ),
     'k3x5-stride-no-local': LayerCase(
         dict(

@@ -131,9 +131,16 @@ def test_case_is_what_its_tags_say(case: str) -> None:
         'only-kernel-attention': conv.KSM_Global.channel_fc is None,
         'one-dimensional': width == 1,
         'all-bands-differ': conv.FBM is not None and every_band_differs(conv, height, width),
+        'kxk-matmul': kernel_h * kernel_w > 1 and conv_takes_matmul(conv, case),
     }
     assert set(covers) <= set(facts), set(covers) - set(facts)
     assert {tag for tag, holds in facts.items() if holds} == set(covers)
+
+
+def conv_takes_matmul(conv, case: str) -> bool:
+    """Whether the per-sample conv of this case runs as a matmul (sample_conv.py)."""
+    features = conv.conv_features(layer_input(case, dtype=torch.float32), None, None, None)
+    return conv.conv_geometry.uses_matmul(features, conv.out_channels)
 
 
 def every_band_differs(conv, height: int, width: int) -> bool:

@@ -49,6 +49,54 @@ def test_conv_weight_is_the_matrix_permuted(name, shared):
     torch.testing.assert_close(out, torch.cat(per_sample))
 
 
+@pytest.mark.parametrize('size', [(7, 6), (2, 3)], ids=['maps-7x6', 'maps-2x3'])
+@pytest.mark.parametrize('name', sorted(GEOMETRIES))
+def test_conv_and_backward_match_conv2d_per_sample(name, size):
+    """Both convs (the grouped conv2d and the matmul of unfolded patches), each at a size
+    that selects it, forward and backward, against ``F.conv2d`` per sample in float64."""
+    geometry = SampleConvGeometry(**GEOMETRIES[name])
+    kernel_h, kernel_w = geometry.kernel_size
+    batch, cout, cin = 3, 8, 5
+    generator = torch.Generator().manual_seed(0)
+    matrices = torch.randn(batch, cout * kernel_h, cin * kernel_w, generator=generator)
+    features = torch.randn(batch, cin, *size, generator=generator)
+    bias = torch.randn(cout, generator=generator)
+    leaves = [t.double().requires_grad_() for t in (features, matrices, bias)]
+    features, matrices, bias = leaves
+    matmul = geometry.uses_matmul(features, cout)
+    assert matmul == (geometry.kernel_size == (1, 1) or size == (2, 3))
+    with torch.no_grad():
+        out = geometry.conv(features, matrices, bias)
+    kernels = matrices.view(batch, cout, kernel_h, cin, kernel_w).transpose(2, 3)
+    options = dict(stride=geometry.stride, padding=geometry.padding, dilation=geometry.dilation)
+    expected = torch.cat(
+        [F.conv2d(features[b : b + 1], kernels[b], bias, **options) for b in range(batch)]
+    )
+    torch.testing.assert_close(geometry.per_sample(out, batch), expected)
+    grad_output = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
+    expected_grads = torch.autograd.grad(expected, leaves, grad_output)
+    with torch.no_grad():
+        operand = geometry.conv_operand(matrices, batch, matmul)
+        grads = geometry.conv_backward(
+            grad_output, features, operand, bias, matmul, (True, True, True)
+        )
+    for grad, want in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, want)
+
+
+def test_matmul_conv_takes_one_kernel_for_the_batch():
+    """Kernels shared by the batch ((1, Cout*kh, Cin*kw), FDConv without group attention)
+    and a non-contiguous (channels_last) input, on the matmul conv."""
+    geometry = SampleConvGeometry(**GEOMETRIES['k3'])
+    matrices = torch.randn(1, 8 * 3, 5 * 3, dtype=torch.float64)
+    features = torch.randn(3, 5, 2, 3, dtype=torch.float64).to(memory_format=torch.channels_last)
+    assert geometry.uses_matmul(features, 8)
+    kernel = matrices.view(8, 3, 5, 3).transpose(1, 2)
+    torch.testing.assert_close(
+        geometry.run(features, matrices, None), F.conv2d(features, kernel, padding=1)
+    )
+
+
 LAYERS = {
     'k3-fbm': dict(kernel_size=3, padding=1),
     'k1x3-stride-no-fbm': dict(kernel_size=(1, 3), stride=2, padding=(0, 1)),
