@@ -118,7 +118,9 @@ class SampleConvGeometry:
         if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
             return features.reshape(batch, channels, height * width)
         pad_h, pad_w = self.padding
-        padded = F.pad(features, (pad_w, pad_w, pad_h, pad_h)).contiguous()
+        padded = features.contiguous()
+        if pad_h or pad_w:  # F.pad copies even where it adds nothing
+            padded = F.pad(padded, (pad_w, pad_w, pad_h, pad_h))
         padded_h, padded_w = padded.shape[-2:]
         patches = padded.as_strided(
             (batch, kernel_h, channels, kernel_w, out_h, out_w),
