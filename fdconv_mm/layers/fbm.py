@@ -11,7 +11,6 @@ import itertools
 from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
@@ -202,18 +201,8 @@ class BandModulation(torch.autograd.Function):
             if weights.shape[2] > len(lows):
                 grad_weights.append(dots[-1])
             grad_logits = _activate_backward(weights, torch.stack(grad_weights, dim=2), act)
-            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad_logits.flatten(1, 2).contiguous(memory_format=torch.channels_last),
-                features.contiguous(memory_format=torch.channels_last),
-                weight.to(dtype),
-                [bias.numel()],
-                [1, 1],
-                [weight.shape[-1] // 2] * 2,
-                [1, 1],
-                False,
-                [0, 0],
-                groups,
-                [needs_x, needs_weight, needs_bias],
+            grad_x, grad_weight, grad_bias = _weight_logits_backward(
+                grad_logits, features, weight.to(dtype), (needs_x, needs_weight, needs_bias)
             )
             if needs_x:
                 bands = (
@@ -230,13 +219,77 @@ class BandModulation(torch.autograd.Function):
         )
 
 
+def _weight_taps(weight: Tensor, groups: int) -> Tensor:
+    """The stacked convs' weight (G*n, C/G, s, s) as (G, s*s*n, C/G), row ``(i*s + j)*n + m``."""
+    maps, group_channels, size, _ = weight.shape
+    taps = weight.view(groups, maps // groups, group_channels, size * size).permute(0, 3, 1, 2)
+    return taps.reshape(groups, size * size * (maps // groups), group_channels)
+
+
+def _tap_windows(size: int, height: int, width: int):
+    """Per kernel tap ``(i, j)`` of an ``s x s`` 'same' conv: the output window it reaches
+    and the window of its tap map that lands there (slices of rows and columns)."""
+    for i, j in itertools.product(range(size), repeat=2):
+        rows = _shifted(i - size // 2, height)
+        cols = _shifted(j - size // 2, width)
+        yield i, j, (rows[0], cols[0]), (rows[1], cols[1])
+
+
+def _shifted(shift: int, length: int) -> Tuple[slice, slice]:
+    """Output positions ``p`` and tap positions ``p + shift`` both within ``length``."""
+    count = max(0, length - abs(shift))
+    out_start, tap_start = max(0, -shift), max(0, shift)
+    return slice(out_start, out_start + count), slice(tap_start, tap_start + count)
+
+
 def _weight_logits(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
-    """The stacked weight convs: (B, C, H, W) -> logits (B, G, n, H, W)."""
-    # oneDNN is several times faster on channels-last input for so few output maps.
-    features = x.contiguous(memory_format=torch.channels_last)
-    logits = F.conv2d(features, weight, bias, padding=weight.shape[-1] // 2, groups=groups)
-    batch, _, height, width = logits.shape
-    return logits.reshape(batch, groups, -1, height, width)
+    """The stacked weight convs: (B, C, H, W) -> logits (B, G, n, H, W).
+
+    A conv with so few output maps runs as one matmul of all ``s*s`` taps with the input
+    (which reads it once, in its own layout) and ``s*s`` shifted sums of the small tap
+    maps: several times faster here than oneDNN's conv (2 x 64 x 128^2: 3.6 -> 0.9 ms).
+    """
+    batch, channels, height, width = x.shape
+    size = weight.shape[-1]
+    taps = _weight_taps(weight, groups)
+    maps = taps.shape[1] // (size * size)
+    flat = x.reshape(batch, groups, channels // groups, height * width)
+    products = torch.matmul(taps, flat).view(batch, groups, size, size, maps, height, width)
+    logits = bias.view(1, groups, maps, 1, 1).expand(batch, -1, -1, height, width).clone()
+    for i, j, out_window, tap_window in _tap_windows(size, height, width):
+        logits[..., out_window[0], out_window[1]] += products[
+            :, :, i, j, :, tap_window[0], tap_window[1]
+        ]
+    return logits
+
+
+def _weight_logits_backward(
+    grad: Tensor, x: Tensor, weight: Tensor, needs: Tuple[bool, bool, bool]
+) -> Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor]]:
+    """Gradients of :func:`_weight_logits`' ``x``, ``weight`` and ``bias`` (None where not
+    needed) from the logits' ``grad`` (B, G, n, H, W)."""
+    needs_x, needs_weight, needs_bias = needs
+    batch, groups, maps, height, width = grad.shape
+    size = weight.shape[-1]
+    grad_x = grad_weight = grad_bias = None
+    if needs_x or needs_weight:
+        grad_products = grad.new_zeros(batch, groups, size, size, maps, height, width)
+        for i, j, out_window, tap_window in _tap_windows(size, height, width):
+            grad_products[:, :, i, j, :, tap_window[0], tap_window[1]] = grad[
+                ..., out_window[0], out_window[1]
+            ]
+        grad_products = grad_products.view(batch, groups, size * size * maps, height * width)
+        flat = x.reshape(batch, groups, -1, height * width)
+        if needs_x:
+            taps = _weight_taps(weight, groups)
+            grad_x = torch.matmul(taps.transpose(1, 2), grad_products).view_as(x)
+        if needs_weight:
+            grad_taps = torch.matmul(grad_products, flat.transpose(2, 3)).sum(0)
+            grad_taps = grad_taps.view(groups, size * size, maps, -1).permute(0, 2, 3, 1)
+            grad_weight = grad_taps.reshape(weight.shape)
+    if needs_bias:
+        grad_bias = grad.sum((0, 3, 4)).flatten()
+    return grad_x, grad_weight, grad_bias
 
 
 def _activate(logits: Tensor, act: str) -> Tensor:
