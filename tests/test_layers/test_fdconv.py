@@ -9,6 +9,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from fdconv_mm import FDConv
+from fdconv_mm.layers.fast_path import spatial_mean
 from fdconv_mm.layers.frequency import kernel_to_spectrum
 from fdconv_testing import relative_error
 
@@ -348,3 +349,15 @@ def test_sync_batch_norm_in_a_one_process_group_trains_on_a_single_sample(tmp_pa
     assert int(conv.KSM_Global.bn.num_batches_tracked) == 0
     with torch.no_grad():
         torch.testing.assert_close(y_train, conv.eval()(x))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_spatial_mean_is_the_mean_without_overflow(dtype):
+    """The fast path's pooling sums in at least float32: a float16 sum of 64 x 64 values
+    of 300 would overflow (1.2 M > 65504) where the mean does not."""
+    x = torch.full((2, 3, 64, 64), 300.0, dtype=dtype, requires_grad=True)
+    pooled = spatial_mean(x)
+    assert pooled.dtype == dtype and pooled.shape == (2, 3, 1, 1)
+    torch.testing.assert_close(pooled, x.mean(dim=(2, 3), keepdim=True))
+    (grad,) = torch.autograd.grad(pooled.sum(), x)
+    torch.testing.assert_close(grad, torch.full_like(x, 1 / 64**2))
