@@ -256,59 +256,59 @@ class KernelSpatialModulationLocal(nn.Module):
         return attention.permute(0, 1, 4, 2, 3)
 
 
-def _spread_channels(normalized: Tensor, kernel_size: int) -> Tensor:
-    """(B, Cin) -> (B, kw, Cin*kw): channel ``ci`` at position ``ci*kw + j`` of channel ``j``
-    (``kernel_size`` is ``kw``)."""
-    batch, in_channels = normalized.shape
-    eye = torch.eye(kernel_size, dtype=normalized.dtype, device=normalized.device)
-    spread = normalized[:, None, :, None] * eye.unsqueeze(1)
-    return spread.reshape(batch, kernel_size, in_channels * kernel_size)
-
-
-def _conv_options(weight: Tensor, kernel_size: int) -> Tuple[int, int]:
-    """Padding and dilation of the dilated Conv1d of :func:`local_logits`."""
-    return (weight.shape[-1] - 1) // 2 * kernel_size, kernel_size
-
-
 def local_logits(normalized: Tensor, weight: Tensor, kernel_size: int) -> Tensor:
     """KSM-local's Conv1d logits laid out as FDConv's kernel matrices.
 
-    The Conv1d (one input channel, ``Cout*kh*kw`` outputs ``(co, i, j)``, over the ``Cin``
-    normalized means) gives its logits as ``(co, i, j, ci)``; the kernel matrices
-    (``irfft2``'s output) are ``(co, i, ci, j)``. Spreading channel ``ci`` to position
-    ``ci*kw + j`` of input channel ``j`` and dilating the Conv1d by ``kw`` gives the same
-    logits directly in the matrices' layout; the ``(Cout*kh*kw, 1, e)`` weight is read as
-    ``(Cout*kh, kw, e)`` without a copy.
+    The Conv1d (one input channel, ``Cout*kh*kw`` outputs ``(co, i, j)``, ``e`` taps over
+    the ``Cin`` normalized means, zero-padded) gives its logits as ``(co, i, j, ci)``; the
+    kernel matrices (``irfft2``'s output) are ``(co, i, ci, j)``. One matmul of the weight
+    read as ``(Cout*kh, kw*e)`` with the small :func:`_tap_matrix` ``(B, kw*e, Cin*kw)``
+    gives them in the matrices' layout directly (faster here than a dilated Conv1d over
+    the means spread to ``Cin*kw`` positions: 512 -> 512 3x3 at batch 2, 11.2 -> 0.75 ms;
+    as fast at batch 1).
 
     Args:
         normalized (Tensor): (B, Cin).
-        weight (Tensor): (Cout*kh*kw, 1, e).
+        weight (Tensor): (Cout*kh*kw, 1, e), ``e`` odd.
         kernel_size (int): ``kw``, the kernel's width.
 
     Returns:
         Tensor: (B, Cout*kh, Cin*kw).
     """
-    padding, dilation = _conv_options(weight, kernel_size)
-    spread = _spread_channels(normalized, kernel_size)
-    kernel = weight.view(-1, kernel_size, weight.shape[-1])
-    return F.conv1d(spread, kernel, padding=padding, dilation=dilation)
+    taps = _tap_matrix(normalized, kernel_size, weight.shape[-1])
+    return torch.matmul(weight.view(-1, taps.shape[1]), taps)
 
 
 def local_logits_backward(
     grad: Tensor, normalized: Tensor, weight: Tensor, kernel_size: int, needs: Tuple[bool, bool]
 ) -> Tuple[Optional[Tensor], Optional[Tensor]]:
-    """Gradients of :func:`local_logits`'s ``normalized`` and ``weight`` from ``grad``."""
-    padding, dilation = _conv_options(weight, kernel_size)
-    spread = _spread_channels(normalized, kernel_size)
-    kernel = weight.view(-1, kernel_size, weight.shape[-1])
-    grad_spread, grad_kernel, _ = torch.ops.aten.convolution_backward(
-        grad, spread, kernel, None, [1], [padding], [dilation], False, [0], 1, [*needs, False]
-    )
+    """Gradients of :func:`local_logits`'s ``normalized`` and ``weight`` from ``grad``
+    (B, Cout*kh, Cin*kw); None where ``needs`` is false."""
+    batch, in_channels = normalized.shape
+    taps = weight.shape[-1]
+    tap_matrix = _tap_matrix(normalized, kernel_size, taps)
+    matrix_weight = weight.view(-1, tap_matrix.shape[1])
     grad_normalized = grad_weight = None
     if needs[0]:
-        batch, in_channels = normalized.shape
-        grad_spread = grad_spread.view(batch, kernel_size, in_channels, kernel_size)
-        grad_normalized = grad_spread.diagonal(dim1=1, dim2=3).sum(-1)
+        grad_taps = torch.matmul(matrix_weight.t(), grad)
+        grad_taps = grad_taps.view(batch, kernel_size, taps, in_channels, kernel_size)
+        grad_windows = grad_taps.diagonal(dim1=1, dim2=4).sum(-1)  # (B, e, Cin)
+        padding = (taps - 1) // 2
+        grad_padded = grad_windows.new_zeros(batch, in_channels + 2 * padding)
+        for tap in range(taps):
+            grad_padded[:, tap : tap + in_channels] += grad_windows[:, tap]
+        grad_normalized = grad_padded[:, padding : padding + in_channels]
     if needs[1]:
-        grad_weight = grad_kernel.reshape(weight.shape)
+        grad_weight = torch.matmul(grad, tap_matrix.transpose(1, 2)).sum(0).view(weight.shape)
     return grad_normalized, grad_weight
+
+
+def _tap_matrix(normalized: Tensor, kernel_size: int, taps: int) -> Tensor:
+    """(B, Cin) -> (B, kw*e, Cin*kw): row ``j*e + t``, column ``ci*kw + j`` holds the
+    zero-padded mean ``normalized[ci + t - (e - 1) // 2]`` (zero at other columns ``j``)."""
+    batch, in_channels = normalized.shape
+    padding = (taps - 1) // 2
+    windows = F.pad(normalized, (padding, padding)).unfold(1, in_channels, 1)  # (B, e, Cin)
+    eye = torch.eye(kernel_size, dtype=normalized.dtype, device=normalized.device)
+    spread = windows[:, None, :, :, None] * eye[:, None, None, :]
+    return spread.reshape(batch, kernel_size * taps, in_channels * kernel_size)
