@@ -276,7 +276,10 @@ def local_logits(normalized: Tensor, weight: Tensor, kernel_size: int) -> Tensor
         Tensor: (B, Cout*kh, Cin*kw).
     """
     taps = _tap_matrix(normalized, kernel_size, weight.shape[-1])
-    return torch.matmul(weight.view(-1, taps.shape[1]), taps)
+    # bmm of the expanded weight: torch.matmul of a matrix with a batch returned a
+    # transposed product and copied it, a kernel-sized pass.
+    matrix_weight = weight.view(-1, taps.shape[1]).expand(taps.shape[0], -1, -1)
+    return torch.bmm(matrix_weight, taps)
 
 
 def local_logits_backward(
@@ -290,7 +293,7 @@ def local_logits_backward(
     matrix_weight = weight.view(-1, tap_matrix.shape[1])
     grad_normalized = grad_weight = None
     if needs[0]:
-        grad_taps = torch.matmul(matrix_weight.t(), grad)
+        grad_taps = torch.bmm(matrix_weight.t().expand(batch, -1, -1), grad)
         grad_taps = grad_taps.view(batch, kernel_size, taps, in_channels, kernel_size)
         grad_windows = grad_taps.diagonal(dim1=1, dim2=4).sum(-1)  # (B, e, Cin)
         padding = (taps - 1) // 2
