@@ -243,6 +243,13 @@ def _shifted(shift: int, length: int) -> Tuple[slice, slice]:
     return slice(out_start, out_start + count), slice(tap_start, tap_start + count)
 
 
+def _weight_convs_as_conv(x: Tensor) -> bool:
+    """Whether the weight convs run as a conv, not :func:`_weight_logits`' matmul and shifted
+    sums: off the CPU (measured there only) and under ``torch.compile`` (inductor took about
+    15 s longer to compile the shifted sums of one FDConv layer's training step)."""
+    return x.device.type != 'cpu' or torch.compiler.is_compiling()
+
+
 def _weight_logits(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
     """The stacked weight convs: (B, C, H, W) -> logits (B, G, n, H, W).
 
@@ -252,10 +259,8 @@ def _weight_logits(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tens
     """
     batch, channels, height, width = x.shape
     size = weight.shape[-1]
-    if torch.compiler.is_compiling():
-        # One conv node: inductor took about 15 s longer to compile the s*s shifted sums
-        # (one FDConv layer's training step). oneDNN is several times faster on
-        # channels-last input for so few output maps.
+    if _weight_convs_as_conv(x):
+        # oneDNN is several times faster on channels-last input for so few output maps.
         features = x.contiguous(memory_format=torch.channels_last)
         logits = F.conv2d(features, weight, bias, padding=size // 2, groups=groups)
         return logits.view(batch, groups, -1, height, width)
@@ -279,7 +284,7 @@ def _weight_logits_backward(
     needs_x, needs_weight, needs_bias = needs
     batch, groups, maps, height, width = grad.shape
     size = weight.shape[-1]
-    if torch.compiler.is_compiling():  # as in _weight_logits
+    if _weight_convs_as_conv(x):
         return torch.ops.aten.convolution_backward(
             grad.flatten(1, 2).contiguous(memory_format=torch.channels_last),
             x.contiguous(memory_format=torch.channels_last),

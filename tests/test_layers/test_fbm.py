@@ -4,8 +4,10 @@ the whole spectrum, and ``BandModulation``'s hand-written backward."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from fdconv_mm.layers import FrequencyBandModulation
+from fdconv_mm.layers import fbm as fbm_module
 from fdconv_mm.layers.fbm import BandModulation, lowpass_features, lowpass_sum
 from fdconv_mm.layers.frequency import lowpass_masks
 from fdconv_testing import fbm_as_written, randomize_attention
@@ -65,3 +67,34 @@ def test_band_modulation_gradcheck(groups, weighted, act):
         lambda *t: BandModulation.apply(*t, settings)[0],
         (x, weight.requires_grad_(), bias.requires_grad_()),
     )
+
+
+@pytest.mark.parametrize('as_conv', [False, True], ids=['matmul-shifted-sums', 'conv'])
+@pytest.mark.parametrize(
+    'groups, kernel, size', [(1, 3, (9, 10)), (2, 5, (6, 5)), (4, 3, (11, 1)), (1, 5, (2, 3))]
+)
+def test_weight_convs_and_their_backward_are_conv2d(monkeypatch, as_conv, groups, kernel, size):
+    """Both forms of FBM's stacked weight convs (the CPU's matmul and shifted sums, the conv
+    of other devices and of torch.compile), forward and backward, against ``F.conv2d`` with
+    autograd, in float64; maps smaller than the kernel included."""
+    monkeypatch.setattr(fbm_module, '_weight_convs_as_conv', lambda x: as_conv)
+    generator = torch.Generator().manual_seed(0)
+    channels, maps = 8, 3
+
+    def randn(*shape):
+        return torch.randn(shape, generator=generator, dtype=torch.float64)
+
+    x, weight, bias = (
+        randn(2, channels, *size),
+        randn(groups * maps, channels // groups, kernel, kernel),
+        randn(groups * maps),
+    )
+    leaves = [t.requires_grad_() for t in (x, weight, bias)]
+    expected = F.conv2d(x, weight, bias, padding=kernel // 2, groups=groups)
+    logits = fbm_module._weight_logits(x.detach(), weight.detach(), bias.detach(), groups)
+    torch.testing.assert_close(logits, expected.view(2, groups, maps, *size))
+    grad = randn(*logits.shape)
+    expected_grads = torch.autograd.grad(expected, leaves, grad.view_as(expected))
+    grads = fbm_module._weight_logits_backward(grad, x.detach(), weight.detach(), (True,) * 3)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want)
