@@ -108,6 +108,11 @@ class SampleConvGeometry:
         out_h, out_w = self.output_size(*features.shape[-2:])
         return out_channels >= out_h * out_w
 
+    @property
+    def patches_are_input(self) -> bool:
+        """Whether :meth:`unfold` is a view of the input (1x1, stride 1, no padding)."""
+        return self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0)
+
     def unfold(self, features: Tensor) -> Tensor:
         """(B, Cin, H, W) -> (B, kh*Cin*kw, H'*W'), the conv's input patches in the kernel
         matrices' ``(i, ci, j)`` order: row ``(i*Cin + ci)*kw + j`` at output pixel
@@ -115,7 +120,7 @@ class SampleConvGeometry:
         batch, channels, height, width = features.shape
         kernel_h, kernel_w = self.kernel_size
         out_h, out_w = self.output_size(height, width)
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+        if self.patches_are_input:
             return features.reshape(batch, channels, height * width)
         pad_h, pad_w = self.padding
         padded = features.contiguous()
@@ -141,7 +146,7 @@ class SampleConvGeometry:
         batch = patches.shape[0]
         kernel_h, kernel_w = self.kernel_size
         out_h, out_w = self.output_size(height, width)
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0):
+        if self.patches_are_input:
             return patches.view(batch, -1, height, width)
         patches = patches.view(batch, kernel_h, -1, kernel_w, out_h, out_w)
         pad_h, pad_w = self.padding
